@@ -1,0 +1,73 @@
+"""Who is calling: API keys from ``Authorization: Bearer``, and guards per role.
+
+Principals are cached for a few seconds per process, so a revoked key stops working within
+``CACHE_SECONDS`` everywhere without a database look-up on every request.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from litestar.connection import ASGIConnection
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.handlers.base import BaseRouteHandler
+
+from scheduler.booking.apikeys import Principal, hash_secret, principal_for
+from scheduler.booking.core import Core
+from scheduler.booking.models import Role
+
+CACHE_SECONDS = 5.0
+_cache: dict[str, tuple[float, Principal | None]] = {}
+
+
+def bearer(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
+    header = connection.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+async def current_principal(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal | None:
+    """The key's principal; None without a key. An unknown or revoked key is 401."""
+    if "principal" in connection.scope.get("state", {}):
+        return connection.scope["state"]["principal"]  # type: ignore[no-any-return]
+    secret = bearer(connection)
+    principal: Principal | None = None
+    if secret is not None and secret.startswith("sk_"):
+        digest = hash_secret(secret)
+        now = time.monotonic()
+        cached = _cache.get(digest)
+        if cached is not None and cached[0] > now:
+            principal = cached[1]
+        else:
+            core: Core = connection.app.state.core
+            async with core.sessions() as session:
+                principal = await principal_for(session, secret)
+            if len(_cache) > 10_000:
+                _cache.clear()
+            _cache[digest] = (now + CACHE_SECONDS, principal)
+        if principal is None:
+            raise NotAuthorizedException()
+    connection.scope.setdefault("state", {})["principal"] = principal
+    return principal
+
+
+def forget_cached_keys() -> None:
+    _cache.clear()
+
+
+def require(*roles: Role) -> Any:
+    """A guard: the caller needs a valid key of one of ``roles`` (admin always passes)."""
+    allowed = {*roles, Role.ADMIN}
+
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        principal = await current_principal(connection)
+        if principal is None:
+            raise NotAuthorizedException()
+        if principal.role not in allowed:
+            raise PermissionDeniedException()
+
+    guard.__name__ = f"require_{'_'.join(r.value for r in roles) or 'admin'}"
+    return guard

@@ -1,0 +1,134 @@
+"""Read API: locations, calendars, services and their free slots."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from datetime import timedelta
+from typing import Any
+
+import msgspec
+from litestar import Controller, Request, Response, get
+from litestar.params import Parameter
+
+from scheduler.api.params import parse_date
+from scheduler.api.schemas import CalendarOut, LocationOut, ServiceOut, SlotOut
+from scheduler.booking.availability import earliest_start
+from scheduler.booking.core import Core
+from scheduler.booking.errors import NotFound
+
+DEFAULT_DAYS = 13
+
+
+class SlotsCache:
+    """Encoded answers of the slots endpoint, keyed by everything they depend on, including the
+    counters' version: an entry is only ever served for the exact counters it was built from."""
+
+    def __init__(self, size: int = 2048) -> None:
+        self.size = size
+        self.data: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()
+
+    def get(self, key: tuple[Any, ...]) -> bytes | None:
+        return self.data.get(key)
+
+    def put(self, key: tuple[Any, ...], body: bytes) -> None:
+        self.data[key] = body
+        if len(self.data) > self.size:
+            self.data.popitem(last=False)
+
+
+_encoder = msgspec.json.Encoder()
+
+
+class CatalogController(Controller):
+    path = "/"
+    tags = ["catalog"]
+
+    @get("/locations", operation_id="listLocations", summary="Locations", sync_to_thread=False)
+    def locations(self, request: Request[Any, Any, Any]) -> list[LocationOut]:
+        core: Core = request.app.state.core
+        return [
+            LocationOut(loc.id, loc.name, loc.address, loc.timezone)
+            for loc in core.catalog.locations.values()
+        ]
+
+    @get("/calendars", operation_id="listCalendars", summary="Capacity calendars", sync_to_thread=False)
+    def calendars(
+        self,
+        request: Request[Any, Any, Any],
+        location: str | None = Parameter(query="location", default=None, max_length=64),
+    ) -> list[CalendarOut]:
+        core: Core = request.app.state.core
+        catalog = core.catalog
+        if location is not None and location not in catalog.locations:
+            raise NotFound("location", location)
+        return [
+            CalendarOut(c.id, c.name, c.kind, c.location_id, c.slot_minutes)
+            for c in catalog.calendars.values()
+            if location is None or c.location_id == location
+        ]
+
+    @get("/services", operation_id="listServices", summary="Services", sync_to_thread=False)
+    def services(self, request: Request[Any, Any, Any]) -> list[ServiceOut]:
+        core: Core = request.app.state.core
+        lang = "en" if request.headers.get("accept-language", "").startswith("en") else "de"
+        return [
+            ServiceOut(
+                id=s.id,
+                name=s.display_name(lang),
+                duration_minutes=s.duration_minutes,
+                location_id=s.location_id,
+                campaign_id=s.campaign_id,
+                description=s.description_en if lang == "en" and s.description_en else s.description,
+                channels=list(s.channels),
+                max_days_ahead=s.max_days_ahead,
+                min_notice_minutes=s.min_notice_minutes,
+            )
+            for s in core.catalog.services.values()
+        ]
+
+    @get(
+        "/services/{service_id:str}/slots",
+        operation_id="listSlots",
+        summary="Free slots of a service",
+        description=(
+            "Bookable starts between two local dates (inclusive, at most 92 days apart) with "
+            "`free`: how many one-seat bookings could still be made there. `from` defaults to "
+            "today, `to` to 13 days after `from`."
+        ),
+        response_description="[{start, end, free}]",
+    )
+    async def slots(
+        self,
+        request: Request[Any, Any, Any],
+        service_id: str = Parameter(max_length=64),
+        from_: str | None = Parameter(query="from", default=None, max_length=32),
+        to: str | None = Parameter(query="to", default=None, max_length=32),
+    ) -> Response[list[SlotOut]]:
+        core: Core = request.app.state.core
+        service = core.service(service_id)
+        location = core.catalog.locations[service.location_id]
+        now = core.clock.now()
+        first = parse_date("from", from_, now.astimezone(location.tz).date())
+        last = parse_date("to", to, first + timedelta(days=DEFAULT_DAYS))
+        cache: SlotsCache = request.app.state.slots_cache
+        key = (core.catalog.version, service.id, first, last, earliest_start(service, now))
+        version = await core.counters_version(service.location_id)
+        if version is not None:
+            body = cache.get((*key, version))
+            if body is not None:
+                return Response(body, media_type="application/json")  # type: ignore[arg-type]
+        version, starts = await core.free_starts(service.id, first, last, now)
+        tz = location.tz
+        body = _encoder.encode(
+            [
+                {
+                    "start": start.astimezone(tz).isoformat(),
+                    "end": end.astimezone(tz).isoformat(),
+                    "free": free,
+                }
+                for start, end, free in starts
+            ]
+        )
+        if version is not None:
+            cache.put((*key, version), body)
+        return Response(body, media_type="application/json")  # type: ignore[arg-type]

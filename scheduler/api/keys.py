@@ -1,0 +1,50 @@
+"""Admin API for API keys: create (the key is shown once), list, revoke."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, Request, delete, get, post
+
+from scheduler.api.auth import forget_cached_keys, require
+from scheduler.api.schemas import KeyCreate, KeyCreated, KeyOut
+from scheduler.booking import apikeys
+from scheduler.booking import models as m
+from scheduler.booking.core import Core
+
+
+def _out(row: m.ApiKey) -> KeyOut:
+    return KeyOut(row.id, row.name, row.role, list(row.calendar_ids), row.created_at, row.revoked_at)
+
+
+class KeysController(Controller):
+    path = "/keys"
+    tags = ["admin"]
+    guards = [require(m.Role.ADMIN)]
+
+    @post("/", operation_id="createKey", summary="Create an API key (shown once)")
+    async def create(self, request: Request[Any, Any, Any], data: KeyCreate) -> KeyCreated:
+        core: Core = request.app.state.core
+        async with core.sessions() as session, session.begin():
+            row, secret = await apikeys.create_key(
+                session,
+                role=data.role,
+                name=data.name,
+                calendar_ids=data.calendar_ids,
+                known_calendars=set(core.catalog.calendars),
+                now=core.clock.now(),
+            )
+        return KeyCreated(row.id, row.name, row.role, list(row.calendar_ids), row.created_at, secret)
+
+    @get("/", operation_id="listKeys", summary="API keys (without their secrets)")
+    async def list_keys(self, request: Request[Any, Any, Any]) -> list[KeyOut]:
+        core: Core = request.app.state.core
+        async with core.sessions() as session:
+            return [_out(row) for row in await apikeys.list_keys(session)]
+
+    @delete("/{key_id:str}", operation_id="revokeKey", summary="Revoke an API key")
+    async def revoke(self, request: Request[Any, Any, Any], key_id: str) -> None:
+        core: Core = request.app.state.core
+        async with core.sessions() as session, session.begin():
+            await apikeys.revoke_key(session, key_id, core.clock.now())
+        forget_cached_keys()

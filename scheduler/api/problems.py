@@ -1,0 +1,318 @@
+"""The one place that turns errors into HTTP answers: RFC 9457 problem details.
+
+German by default, English with ``Accept-Language: en``. Every answer carries a stable ``code``.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+import msgspec
+from litestar import Request, Response
+from litestar.exceptions import (
+    HTTPException,
+    MethodNotAllowedException,
+    NotAuthorizedException,
+    NotFoundException,
+    PermissionDeniedException,
+    ValidationException,
+)
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
+
+from scheduler.booking import errors as e
+
+log = logging.getLogger("scheduler.api")
+
+PROBLEM = "application/problem+json"
+TYPE_BASE = "https://scheduler.invalid/problems/"
+
+STATUS = {
+    "validation_failed": 422,
+    "bad_request": 400,
+    "unauthorized": 401,
+    "forbidden": 403,
+    "not_eligible": 403,
+    "window_closed": 403,
+    "not_found": 404,
+    "method_not_allowed": 405,
+    "slot_full": 409,
+    "hold_expired": 409,
+    "limit_reached": 409,
+    "capacity_below_booked": 409,
+    "body_too_large": 413,
+    "unsupported_media_type": 415,
+    "idempotency_key_reused": 422,
+    "rate_limited": 429,
+    "reservation_unavailable": 503,
+    "internal_error": 500,
+    "unavailable": 503,
+}
+
+# code -> language -> (title, detail); details are str.format templates over the params.
+TEXTS: dict[str, dict[str, tuple[str, str]]] = {
+    "validation_failed": {
+        "de": ("Ungültige Eingabe", "Bitte prüfen Sie die markierten Angaben."),
+        "en": ("Invalid input", "Please check the fields listed."),
+    },
+    "bad_request": {
+        "de": ("Ungültige Anfrage", "Die Anfrage konnte nicht gelesen werden."),
+        "en": ("Bad request", "The request could not be read."),
+    },
+    "unauthorized": {
+        "de": ("Anmeldung nötig", "Bitte einen gültigen API-Schlüssel angeben."),
+        "en": ("Authentication required", "Please present a valid API key."),
+    },
+    "forbidden": {
+        "de": ("Nicht erlaubt", "Mit dieser Berechtigung ist das nicht möglich."),
+        "en": ("Forbidden", "Your role does not allow this."),
+    },
+    "not_eligible": {
+        "de": ("Nicht berechtigt", "Die Voraussetzungen für diesen Termin sind nicht erfüllt."),
+        "en": ("Not eligible", "The conditions for this appointment are not met."),
+    },
+    "window_closed": {
+        "de": ("Buchung noch nicht möglich", "Die Buchung für diese Aktion ist nicht geöffnet."),
+        "en": ("Booking not open", "Booking for this campaign is not open."),
+    },
+    "not_found": {
+        "de": ("Nicht gefunden", "Das Gesuchte gibt es nicht."),
+        "en": ("Not found", "There is no such thing here."),
+    },
+    "method_not_allowed": {
+        "de": ("Methode nicht erlaubt", "Diese Adresse unterstützt die Methode nicht."),
+        "en": ("Method not allowed", "This address does not support that method."),
+    },
+    "slot_full": {
+        "de": ("Termin vergeben", "Dieser Termin ist leider schon vergeben."),
+        "en": ("Slot taken", "This time is no longer available."),
+    },
+    "hold_expired": {
+        "de": ("Reservierung abgelaufen", "Die Reservierung ist abgelaufen oder unbekannt."),
+        "en": ("Hold expired", "The hold has expired or is unknown."),
+    },
+    "limit_reached": {
+        "de": ("Grenze erreicht", "Für diese Person sind bereits genug Termine gebucht."),
+        "en": ("Limit reached", "This person already has enough bookings."),
+    },
+    "capacity_below_booked": {
+        "de": (
+            "Kapazität zu klein",
+            "Die Kapazität kann nicht unter die {booked} gebuchten Plätze gesenkt werden.",
+        ),
+        "en": ("Capacity too small", "Capacity cannot go below the {booked} seats booked."),
+    },
+    "body_too_large": {
+        "de": ("Anfrage zu groß", "Die Anfrage ist größer als erlaubt."),
+        "en": ("Request too large", "The request body is larger than allowed."),
+    },
+    "unsupported_media_type": {
+        "de": ("Falsches Format", "Bitte JSON senden (Content-Type: application/json)."),
+        "en": ("Unsupported media type", "Please send JSON (Content-Type: application/json)."),
+    },
+    "idempotency_key_reused": {
+        "de": (
+            "Idempotency-Key schon verwendet",
+            "Dieser Idempotency-Key wurde schon für eine andere Anfrage verwendet.",
+        ),
+        "en": (
+            "Idempotency key reused",
+            "This Idempotency-Key was already used for a different request.",
+        ),
+    },
+    "rate_limited": {
+        "de": ("Zu viele Anfragen", "Bitte versuchen Sie es in {retry_after} Sekunden erneut."),
+        "en": ("Too many requests", "Please try again in {retry_after} seconds."),
+    },
+    "reservation_unavailable": {
+        "de": (
+            "Reservierung gerade nicht möglich",
+            "Bitte versuchen Sie es in {retry_after} Sekunden erneut.",
+        ),
+        "en": ("Reservation unavailable", "Please try again in {retry_after} seconds."),
+    },
+    "internal_error": {
+        "de": ("Interner Fehler", "Ein unerwarteter Fehler ist aufgetreten."),
+        "en": ("Internal error", "An unexpected error occurred."),
+    },
+    "unavailable": {
+        "de": ("Dienst nicht verfügbar", "Der Dienst ist gerade nicht verfügbar."),
+        "en": ("Service unavailable", "The service is unavailable right now."),
+    },
+}
+
+NOT_FOUND_DETAIL = {
+    "de": {
+        "service": "Die Leistung „{ident}“ gibt es nicht.",
+        "location": "Den Standort „{ident}“ gibt es nicht.",
+        "calendar": "Den Kalender „{ident}“ gibt es nicht.",
+        "api_key": "Den Schlüssel „{ident}“ gibt es nicht.",
+        "route": "Unter dieser Adresse gibt es nichts.",
+    },
+    "en": {
+        "service": "There is no service '{ident}'.",
+        "location": "There is no location '{ident}'.",
+        "calendar": "There is no calendar '{ident}'.",
+        "api_key": "There is no key '{ident}'.",
+        "route": "There is nothing at this address.",
+    },
+}
+
+FIELD_MESSAGES = {
+    "de": {
+        "required": "Angabe fehlt.",
+        "date": "Erwartet ein Datum im Format JJJJ-MM-TT.",
+        "datetime": "Erwartet Datum und Uhrzeit mit Zeitzone, z. B. 2026-12-01T09:00:00+01:00.",
+        "naive_datetime": "Die Uhrzeit braucht eine Zeitzone (z. B. +01:00).",
+        "to_before_from": "Das Ende liegt vor dem Anfang.",
+        "range_too_long": "Der Zeitraum ist länger als {max} Tage.",
+        "one_of": "Erlaubt sind: {choices}.",
+        "length": "Länge zwischen {min} und {max} Zeichen.",
+        "unknown_calendar": "Unbekannter Kalender: {ident}.",
+        "staff_needs_calendar": "Ein Schlüssel für Mitarbeitende braucht mindestens einen Kalender.",
+        "invalid": "Ungültiger Wert: {message}",
+        "integer": "Erwartet eine ganze Zahl zwischen {min} und {max}.",
+        "out_of_range": "Das Datum liegt außerhalb des erlaubten Bereichs.",
+    },
+    "en": {
+        "required": "This field is required.",
+        "date": "Expected a date as YYYY-MM-DD.",
+        "datetime": "Expected a date and time with offset, e.g. 2026-12-01T09:00:00+01:00.",
+        "naive_datetime": "The time needs an offset (e.g. +01:00).",
+        "to_before_from": "The end is before the start.",
+        "range_too_long": "The range is longer than {max} days.",
+        "one_of": "Allowed: {choices}.",
+        "length": "Length between {min} and {max} characters.",
+        "unknown_calendar": "Unknown calendar: {ident}.",
+        "staff_needs_calendar": "A staff key needs at least one calendar.",
+        "invalid": "Invalid value: {message}",
+        "integer": "Expected a whole number between {min} and {max}.",
+        "out_of_range": "The date is out of the allowed range.",
+    },
+}
+
+
+def language_of(request: Request[Any, Any, Any]) -> str:
+    header = request.headers.get("accept-language", "")
+    for part in header.split(","):
+        tag = part.split(";")[0].strip().lower()
+        if tag.startswith("de"):
+            return "de"
+        if tag.startswith("en"):
+            return "en"
+    return "de"
+
+
+def _format(template: str, params: dict[str, Any]) -> str:
+    safe = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in params.items()}
+    try:
+        return template.format(**safe)
+    except (KeyError, IndexError, ValueError):
+        return template
+
+
+def problem(
+    code: str,
+    lang: str,
+    *,
+    detail: str | None = None,
+    params: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response[bytes]:
+    status = STATUS.get(code, 400)
+    title, template = TEXTS.get(code, TEXTS["bad_request"])[lang]
+    body: dict[str, Any] = {
+        "type": TYPE_BASE + code,
+        "title": title,
+        "status": status,
+        "detail": detail if detail is not None else _format(template, params or {}),
+        "code": code,
+    }
+    if extra:
+        body.update(extra)
+    return Response(
+        content=msgspec.json.encode(body),
+        status_code=status,
+        media_type=PROBLEM,
+        headers=headers,
+    )
+
+
+def field_errors(errors: list[e.FieldError], lang: str) -> list[dict[str, str]]:
+    texts = FIELD_MESSAGES[lang]
+    return [
+        {"field": err.field, "message": _format(texts.get(err.message_key, "{message}"), err.params)}
+        for err in errors
+    ]
+
+
+def domain_error_response(request: Request[Any, Any, Any], exc: e.DomainError) -> Response[bytes]:
+    lang = language_of(request)
+    params = dict(exc.params)
+    if isinstance(exc, e.ValidationFailed):
+        return problem(exc.code, lang, extra={"errors": field_errors(exc.errors, lang)})
+    if isinstance(exc, e.NotFound):
+        template = NOT_FOUND_DETAIL[lang].get(str(params.get("kind")))
+        detail = _format(template, params) if template else None
+        return problem(exc.code, lang, detail=detail)
+    if isinstance(exc, e.WindowClosed):
+        opens = params.get("opens_at")
+        extra = {"opens_at": opens.isoformat() if isinstance(opens, datetime) else None}
+        return problem(exc.code, lang, params=params, extra=extra)
+    if isinstance(exc, e.ReservationUnavailable):
+        retry = str(params.get("retry_after", 2))
+        return problem(exc.code, lang, params=params, headers={"Retry-After": retry})
+    return problem(exc.code, lang, params=params)
+
+
+def http_error_response(
+    request: Request[Any, Any, Any], exc: HTTPException
+) -> Response[bytes]:
+    lang = language_of(request)
+    if isinstance(exc, ValidationException):
+        errors = []
+        for item in exc.extra if isinstance(exc.extra, list) else []:
+            if isinstance(item, dict):
+                errors.append(
+                    {
+                        "field": str(item.get("key") or item.get("source") or "body"),
+                        "message": str(item.get("message", "invalid")),
+                    }
+                )
+        if not errors:
+            errors.append({"field": "body", "message": str(exc.detail)})
+        return problem("validation_failed", lang, extra={"errors": errors})
+    if isinstance(exc, NotFoundException):
+        return problem("not_found", lang, detail=NOT_FOUND_DETAIL[lang]["route"])
+    if isinstance(exc, NotAuthorizedException):
+        return problem("unauthorized", lang, headers={"WWW-Authenticate": "Bearer"})
+    if isinstance(exc, PermissionDeniedException):
+        return problem("forbidden", lang)
+    if isinstance(exc, MethodNotAllowedException):
+        return problem("method_not_allowed", lang, headers=exc.headers)
+    if isinstance(exc, RequestEntityTooLarge):
+        return problem("body_too_large", lang)
+    if exc.status_code == 415:
+        return problem("unsupported_media_type", lang)
+    if exc.status_code == 429:
+        return problem("rate_limited", lang, params={"retry_after": 1})
+    if 400 <= exc.status_code < 500:
+        return problem("bad_request", lang)
+    log.error("http error %s: %s", exc.status_code, type(exc).__name__)
+    return problem("unavailable" if exc.status_code == 503 else "internal_error", lang)
+
+
+def unexpected_error_response(
+    request: Request[Any, Any, Any], exc: Exception
+) -> Response[bytes]:
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return problem("internal_error", language_of(request))
+
+
+EXCEPTION_HANDLERS = {
+    e.DomainError: domain_error_response,
+    HTTPException: http_error_response,
+    Exception: unexpected_error_response,
+}

@@ -1,0 +1,117 @@
+"""The Litestar application: factory and lifespan (wiring only)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import Any
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from litestar import Litestar, Router
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin, ScalarRenderPlugin, SwaggerRenderPlugin
+
+from scheduler import __version__
+from scheduler.api.catalog import CatalogController, SlotsCache
+from scheduler.api.health import health
+from scheduler.api.keys import KeysController
+from scheduler.api.middleware import request_log_middleware
+from scheduler.api.problems import EXCEPTION_HANDLERS
+from scheduler.booking.core import Core
+from scheduler.booking.db import make_engine, make_sessionmaker, migrate
+from scheduler.clock import Clock, SystemClock
+from scheduler.logs import setup_logging
+from scheduler.redisconn import connect
+from scheduler.redisproc import RedisServer
+from scheduler.settings import Settings
+
+log = logging.getLogger("scheduler.app")
+
+PREPARED_ENV = "_SCHEDULER_PREPARED"  # set by `scheduler serve` once it migrated and seeded
+
+
+def create_app(
+    settings: Settings, *, clock: Clock | None = None, prepared: bool = False
+) -> Litestar:
+    """The API. ``prepared``: the caller already migrated, materialized and built counters."""
+    settings = settings.with_secret()
+    clock = clock or SystemClock(timedelta(seconds=settings.clock_offset_seconds))
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        private: RedisServer | None = None
+        redis_url = settings.redis_url
+        if redis_url is None:
+            private = RedisServer()
+            private.start()
+            redis_url = private.url
+        engine = make_engine(settings.database_url)
+        redis = connect(redis_url)
+        jobs = AsyncIOScheduler(timezone="UTC")
+        try:
+            if not prepared:
+                await migrate(settings.database_url)
+            core = Core(
+                engine=engine,
+                sessions=make_sessionmaker(engine),
+                redis=redis,
+                clock=clock,
+                secret_key=settings.secret_key or "",
+                hold_seconds=settings.hold_seconds,
+                horizon_days=settings.horizon_days,
+            )
+            await core.refresh_catalog(force=True)
+            if prepared:
+                await core.watch_counters()
+            else:
+                await core.materialize()
+            app.state.core = core
+            app.state.settings = settings
+            app.state.slots_cache = SlotsCache()
+            app.state.redis_server = private
+            jobs.add_job(core.watch_counters, "interval", seconds=5, id="watch_counters",
+                         coalesce=True, max_instances=1, misfire_grace_time=None)
+            jobs.add_job(core.materialize, "cron", hour=1, minute=5, id="materialize_horizon",
+                         coalesce=True, max_instances=1, misfire_grace_time=None)
+            jobs.start()
+            yield
+        finally:
+            if jobs.running:
+                jobs.shutdown(wait=False)
+            await redis.aclose()
+            await engine.dispose()
+            if private is not None:
+                private.stop()
+
+    api = Router(
+        path="/api/v1",
+        route_handlers=[CatalogController, KeysController],
+    )
+    return Litestar(
+        route_handlers=[api, health],
+        lifespan=[lifespan],
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        middleware=[request_log_middleware],
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="scheduler",
+            version=__version__,
+            description="Appointment and slot booking for a municipality's digital town hall.",
+            path="/schema",
+            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(), JsonRenderPlugin()],
+        ),
+        debug=False,
+        logging_config=None,
+    )
+
+
+def app_from_env() -> Litestar:
+    """Factory for ``uvicorn --factory`` worker processes started by ``scheduler serve``."""
+    settings = Settings.from_env(os.environ)
+    setup_logging(settings.log_level)
+    return create_app(settings, prepared=os.environ.get(PREPARED_ENV) == "1")
+
+

@@ -1,0 +1,1 @@
+"""The booking core: models, reservation gate, booking service. Knows nothing about HTTP."""

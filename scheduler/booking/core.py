@@ -1,0 +1,194 @@
+"""The booking core as one object the entry points (HTTP, CLI, jobs) hold on to.
+
+``Core`` owns the database sessions, the Redis gate, the clock and the configuration catalog,
+and keeps the Redis counters in step with SQL (on start, after a Redis restart, and when the
+configuration changes). It knows nothing about HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from scheduler.booking import availability as av
+from scheduler.booking.catalog import Catalog, ServiceInfo, current_version, load_catalog
+from scheduler.booking.counters import encode_free, sql_free_cells
+from scheduler.booking.errors import FieldError, NotFound, ValidationFailed
+from scheduler.booking.gate import Gate
+from scheduler.booking.slots import horizon, materialize_all
+from scheduler.clock import Clock
+
+log = logging.getLogger("scheduler.core")
+
+MAX_RANGE_DAYS = 92
+
+
+@dataclass(frozen=True, slots=True)
+class FreeStart:
+    start: datetime
+    end: datetime
+    free: int
+
+
+class Core:
+    def __init__(
+        self,
+        *,
+        engine: AsyncEngine,
+        sessions: async_sessionmaker[AsyncSession],
+        redis: Redis,
+        clock: Clock,
+        secret_key: str,
+        hold_seconds: int = 600,
+        horizon_days: int = 120,
+    ) -> None:
+        self.engine = engine
+        self.sessions = sessions
+        self.redis = redis
+        self.gate = Gate(redis)
+        self.clock = clock
+        self.secret_key = secret_key
+        self.hold_seconds = hold_seconds
+        self.horizon_days = horizon_days
+        self.catalog = Catalog()
+        self.day_cache = av.DayCache()
+        self._redis_run_id: str | None = None
+        self._counter_lock = asyncio.Lock()
+
+    # -- configuration and counters ----------------------------------------------------------
+
+    async def refresh_catalog(self, *, force: bool = False) -> bool:
+        """Reload the catalog when its version in SQL changed; True when it was reloaded."""
+        async with self.sessions() as session:
+            version = await current_version(session)
+            if not force and version == self.catalog.version and self.catalog.locations:
+                return False
+            self.catalog = await load_catalog(session)
+        return True
+
+    async def materialize(self) -> None:
+        """Extend every calendar's slots to the horizon (idempotent), then rebuild counters."""
+        async with self.sessions() as session, session.begin():
+            report = await materialize_all(session, self.clock.now(), self.horizon_days)
+        log.info(
+            "slots materialized", extra={"inserted": report.inserted, "deleted": report.deleted}
+        )
+        await self.rebuild_counters()
+
+    async def rebuild_counters(self, location_ids: Sequence[str] | None = None) -> None:
+        """Rebuild Redis counters from SQL and live holds (reconcile)."""
+        async with self._counter_lock:
+            now = self.clock.now()
+            for location in self.catalog.locations.values():
+                if location_ids is not None and location.id not in location_ids:
+                    continue
+                calendar_ids = [c.id for c in self.catalog.calendars_of(location.id)]
+                first, last = horizon(now, location.tz, self.horizon_days)
+                async with self.sessions() as session:
+                    await self.gate.reconcile(
+                        session,
+                        location.id,
+                        calendar_ids,
+                        location.tz,
+                        first - timedelta(days=1),
+                        last,
+                        now,
+                    )
+            self._redis_run_id = await self.gate.run_id()
+
+    async def watch_counters(self) -> None:
+        """Rebuild counters when Redis restarted, lost them, or the catalog changed."""
+        reloaded = await self.refresh_catalog()
+        try:
+            run_id = await self.gate.run_id()
+            missing = [
+                loc for loc in self.catalog.locations if await self.gate.version(loc) is None
+            ]
+        except RedisError:
+            return
+        if reloaded or run_id != self._redis_run_id or missing:
+            log.info(
+                "rebuilding counters",
+                extra={"reason": "catalog" if reloaded else "redis" if missing else "run_id"},
+            )
+            await self.rebuild_counters()
+
+    # -- health -----------------------------------------------------------------------------
+
+    async def sql_ok(self) -> bool:
+        try:
+            async with asyncio.timeout(2), self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            return True
+        except Exception:  # noqa: BLE001 - any failure means "down"
+            return False
+
+    async def redis_ok(self) -> bool:
+        try:
+            async with asyncio.timeout(1):
+                return bool(await self.redis.ping())
+        except Exception:  # noqa: BLE001
+            return False
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def service(self, service_id: str) -> ServiceInfo:
+        found = self.catalog.services.get(service_id)
+        if found is None:
+            raise NotFound("service", service_id)
+        return found
+
+    async def free_starts(
+        self, service_id: str, first: date, last: date, now: datetime
+    ) -> tuple[int | None, list[tuple[datetime, datetime, int]]]:
+        """Bookable starts of a service between two local dates (inclusive), with free seats.
+
+        Answered from the Redis counters (live holds included), together with the counters'
+        version (results may be cached under it); from SQL, with version None, while Redis is
+        unavailable or not yet rebuilt.
+        """
+        service = self.service(service_id)
+        check_range(first, last)
+        catalog = self.catalog
+        tz = catalog.locations[service.location_id].tz
+        days, earliest = av.bookable_days(service, tz, first, last, now)
+        if not days:
+            return None, []
+        wanted = av.wanted_cells(service, days)
+        raw: list[bytes | None] | None = None
+        version: int | None = None
+        try:
+            version, raw = await self.gate.read_days(service.location_id, wanted)
+        except RedisError:
+            raw = None
+        if version is None or raw is None:
+            version, raw = None, await self._sql_counters(wanted)
+        return version, av.collect_starts(catalog, service, days, raw, earliest, self.day_cache)
+
+    async def counters_version(self, location_id: str) -> int | None:
+        try:
+            return await self.gate.version(location_id)
+        except RedisError:
+            return None
+
+    async def _sql_counters(self, wanted: list[tuple[str, date]]) -> list[bytes | None]:
+        calendars = {c for c, _ in wanted}
+        days = [d for _, d in wanted]
+        async with self.sessions() as session:
+            cells = await sql_free_cells(session, calendars, min(days), max(days))
+        return [encode_free(cells[(c, d)]) if (c, d) in cells else None for c, d in wanted]
+
+
+def check_range(first: date, last: date) -> None:
+    if last < first:
+        raise ValidationFailed(FieldError("to", "to_before_from"))
+    if (last - first).days > MAX_RANGE_DAYS:
+        raise ValidationFailed(FieldError("to", "range_too_long", max=MAX_RANGE_DAYS))

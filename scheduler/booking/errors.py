@@ -1,0 +1,101 @@
+"""Domain errors of the booking core. Each carries a stable ``code``; ``scheduler.api.problems``
+is the one place that turns them into HTTP answers and sentences.
+
+    DomainError
+    ├── NotFound                 not_found (also "exists but is not yours")
+    ├── ValidationFailed         validation_failed, with errors [(field, message)]
+    ├── Forbidden                forbidden
+    ├── SlotFull                 slot_full
+    ├── HoldExpired              hold_expired
+    ├── LimitReached             limit_reached
+    ├── NotEligible              not_eligible
+    ├── WindowClosed             window_closed (opens_at)
+    ├── CapacityConflict         capacity_below_booked
+    ├── IdempotencyKeyReused     idempotency_key_reused
+    └── ReservationUnavailable   reservation_unavailable (retry_after)
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+
+
+class DomainError(Exception):
+    code: ClassVar[str] = "error"
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(self.code)
+        self.params = params
+
+
+class NotFound(DomainError):
+    code = "not_found"
+
+    def __init__(self, kind: str, ident: str = "") -> None:
+        super().__init__(kind=kind, ident=ident)
+
+
+class FieldError:
+    __slots__ = ("field", "message_key", "params")
+
+    def __init__(self, field: str, message_key: str, **params: Any) -> None:
+        self.field = field
+        self.message_key = message_key
+        self.params = params
+
+
+class ValidationFailed(DomainError):
+    code = "validation_failed"
+
+    def __init__(self, *errors: FieldError) -> None:
+        super().__init__()
+        self.errors = list(errors)
+
+
+class Forbidden(DomainError):
+    code = "forbidden"
+
+
+class SlotFull(DomainError):
+    code = "slot_full"
+
+
+class HoldExpired(DomainError):
+    code = "hold_expired"
+
+
+class LimitReached(DomainError):
+    code = "limit_reached"
+
+
+class NotEligible(DomainError):
+    code = "not_eligible"
+
+    def __init__(self, reason: str, **params: Any) -> None:
+        super().__init__(reason=reason, **params)
+
+
+class WindowClosed(DomainError):
+    code = "window_closed"
+
+    def __init__(self, opens_at: datetime | None, closes_at: datetime | None = None) -> None:
+        super().__init__(opens_at=opens_at, closes_at=closes_at)
+
+
+class CapacityConflict(DomainError):
+    code = "capacity_below_booked"
+
+    def __init__(self, booked: int) -> None:
+        super().__init__(booked=booked)
+
+
+class IdempotencyKeyReused(DomainError):
+    code = "idempotency_key_reused"
+
+
+class ReservationUnavailable(DomainError):
+    code = "reservation_unavailable"
+
+    def __init__(self, retry_after: int = 2) -> None:
+        super().__init__(retry_after=retry_after)

@@ -1,0 +1,570 @@
+"""Seed files: the set-up of a municipality as TOML, validated by msgspec.
+
+``parse_seed`` turns the text into a :class:`Seed` (errors name the field and, where it can be
+found, the line); ``apply_seed`` writes it to SQL idempotently: loading the same file twice
+changes nothing, loading an edited file updates what changed. Dates may be relative to the
+moment the file is loaded (``"now"``, ``"+2d"``, ``"-1h"``, ``"today"``, ``"today+3d"``), so a
+demo campaign is open whenever the demo starts.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import msgspec
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from scheduler.booking import models as m
+from scheduler.calendar.grid import OpeningRule, RuleError, validate_rules
+
+Slug = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Interval = Annotated[str, msgspec.Meta(pattern=r"^\d\d:\d\d-\d\d:\d\d$")]
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class SeedError(ValueError):
+    """A seed file that cannot be loaded; the message names the field and line."""
+
+
+class MunicipalitySpec(msgspec.Struct, forbid_unknown_fields=True):
+    name: Name
+    timezone: str = "Europe/Berlin"
+    postcodes: list[str] = []
+
+
+class LocationSpec(msgspec.Struct, forbid_unknown_fields=True):
+    id: Slug
+    name: Name
+    address: Annotated[str, msgspec.Meta(min_length=1, max_length=300)]
+    timezone: str | None = None
+
+
+class HoursSpec(msgspec.Struct, forbid_unknown_fields=True):
+    id: Slug
+    mon: list[Interval] = []
+    tue: list[Interval] = []
+    wed: list[Interval] = []
+    thu: list[Interval] = []
+    fri: list[Interval] = []
+    sat: list[Interval] = []
+    sun: list[Interval] = []
+    valid_from: Any = None  # date or relative ("today+7d"); checked by _check_references
+    valid_to: Any = None
+
+
+class CalendarSpec(msgspec.Struct, forbid_unknown_fields=True):
+    id: Slug
+    location: Slug
+    name: Name
+    kind: Literal["clerk", "room", "line"]
+    slot_minutes: Annotated[int, msgspec.Meta(ge=5, le=60)]
+    hours: Slug
+    capacity: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 1
+    feed_privacy: Literal["full", "initials", "service"] = "initials"
+
+
+class ClosureSpec(msgspec.Struct, forbid_unknown_fields=True):
+    reason: Name
+    start: Any  # date, date-time or relative; checked by _check_references
+    end: Any = None
+    location: Slug | None = None
+    calendar: Slug | None = None
+
+
+class HolidaySpec(msgspec.Struct, forbid_unknown_fields=True):
+    date: date
+    name: Name
+
+
+class RequirementSpec(msgspec.Struct, forbid_unknown_fields=True):
+    pool: Annotated[list[Slug], msgspec.Meta(min_length=1)]
+    seats: Annotated[int, msgspec.Meta(ge=1, le=100)] = 1
+
+
+class ServiceSpec(msgspec.Struct, forbid_unknown_fields=True):
+    id: Slug
+    location: Slug
+    name: Name
+    duration_minutes: Annotated[int, msgspec.Meta(ge=5, le=480)]
+    requirements: Annotated[list[RequirementSpec], msgspec.Meta(min_length=1)]
+    name_en: Name | None = None
+    description: str = ""
+    description_en: str = ""
+    min_notice_minutes: Annotated[int, msgspec.Meta(ge=0, le=525_600)] = 0
+    max_days_ahead: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 90
+    channels: list[Literal["online", "phone", "counter"]] = msgspec.field(
+        default_factory=lambda: ["online", "phone", "counter"]
+    )
+    max_active_per_person: Annotated[int, msgspec.Meta(ge=1, le=100)] = 1
+    reminder_hours: list[Annotated[int, msgspec.Meta(ge=1, le=24 * 14)]] = msgspec.field(
+        default_factory=lambda: [24]
+    )
+    requires_opt_in: bool = False
+    campaign: Slug | None = None
+
+
+class CampaignSpec(msgspec.Struct, forbid_unknown_fields=True):
+    id: Slug
+    location: Slug
+    name: Name
+    opens_at: Any  # date-time or relative ("now", "+2d"); checked by _check_references
+    places: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
+    closes_at: Any = None
+    min_age: Annotated[int, msgspec.Meta(ge=0, le=150)] | None = None
+    postcodes: list[Annotated[str, msgspec.Meta(pattern=r"^\d{5}$")]] = []
+    first_service: Slug | None = None
+    second_service: Slug | None = None
+    second_dose_days: Annotated[list[int], msgspec.Meta(min_length=2, max_length=2)] | None = None
+    phone_share_percent: Annotated[int, msgspec.Meta(ge=0, le=100)] = 0
+
+
+class Seed(msgspec.Struct, forbid_unknown_fields=True):
+    municipality: MunicipalitySpec
+    locations: list[LocationSpec]
+    opening_hours: list[HoursSpec]
+    calendars: list[CalendarSpec]
+    services: list[ServiceSpec]
+    campaigns: list[CampaignSpec] = []
+    closures: list[ClosureSpec] = []
+    holidays: list[HolidaySpec] = []
+
+
+# -- parsing -------------------------------------------------------------------------------
+
+
+def load_seed_file(path: Path) -> Seed:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SeedError(f"{path}: cannot read the file ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise SeedError(f"{path}: not UTF-8 text") from None
+    return parse_seed(text, source=str(path))
+
+
+def parse_seed(text: str, source: str = "seed") -> Seed:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SeedError(f"{source}: not valid TOML: {exc}") from None
+    try:
+        seed = msgspec.convert(raw, Seed)
+    except msgspec.ValidationError as exc:
+        raise SeedError(_locate(str(exc), text, source, raw)) from None
+    problems = _check_references(seed)
+    if problems:
+        raise SeedError(f"{source}: " + "; ".join(problems))
+    return seed
+
+
+_PATH = re.compile(r"`\$((?:\.[A-Za-z_]+|\[\d+\])*)`")
+
+
+def _locate(message: str, text: str, source: str, raw: dict[str, object]) -> str:
+    """Turn msgspec's ``... - at `$.services[2].seats``` into a message with a line number."""
+    found = _PATH.search(message)
+    what = message.split(" - at ")[0].replace("`", "")
+    if not found:
+        return f"{source}: {what}"
+    parts = re.findall(r"\.([A-Za-z_]+)|\[(\d+)\]", found.group(1))
+    path = "".join(f".{k}" if k else f"[{i}]" for k, i in parts).lstrip(".")
+    line = _line_of(text, [(k, int(i) if i else None) for k, i in parts])
+    ident = ""
+    if len(parts) >= 2 and parts[0][0] and parts[1][1]:
+        table = raw.get(parts[0][0])
+        if isinstance(table, list) and int(parts[1][1]) < len(table):
+            entry = table[int(parts[1][1])]
+            if isinstance(entry, dict) and "id" in entry:
+                ident = f" (id = {entry['id']!r})"
+    where = f", line {line}" if line else ""
+    return f"{source}{where}: {path}{ident}: {what}"
+
+
+def _line_of(text: str, parts: list[tuple[str, int | None]]) -> int | None:
+    """Best-effort line of a TOML path: the n-th ``[[table]]`` header, then the key below it."""
+    lines = text.splitlines()
+    pos, header = 0, ""
+    for key, index in parts:
+        if index is not None and header:
+            seen = -1
+            for n in range(pos, len(lines)):
+                if lines[n].strip() == f"[[{header}]]":
+                    seen += 1
+                    if seen == index:
+                        pos = n + 1
+                        break
+            else:
+                return None
+            continue
+        if key:
+            header = f"{header}.{key}" if header else key
+            for n in range(pos, len(lines)):
+                stripped = lines[n].strip()
+                if re.match(rf"{re.escape(key)}\s*=", stripped):
+                    return n + 1
+                if stripped.startswith("[[") and n > pos and not stripped.startswith(f"[[{header}"):
+                    break
+    return pos or None
+
+
+def _check_references(seed: Seed) -> list[str]:
+    problems: list[str] = []
+
+    def unique(kind: str, ids: list[str]) -> None:
+        for ident, count in Counter(ids).items():
+            if count > 1:
+                problems.append(f"{kind} id {ident!r} is used {count} times")
+
+    try:
+        ZoneInfo(seed.municipality.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        problems.append(f"municipality.timezone: unknown time zone {seed.municipality.timezone!r}")
+    unique("location", [x.id for x in seed.locations])
+    unique("calendar", [x.id for x in seed.calendars])
+    unique("service", [x.id for x in seed.services])
+    unique("campaign", [x.id for x in seed.campaigns])
+    locations = {x.id for x in seed.locations}
+    hours = {h.id for h in seed.opening_hours}
+    calendars = {c.id: c for c in seed.calendars}
+    services = {s.id: s for s in seed.services}
+    campaigns = {c.id for c in seed.campaigns}
+    for loc in seed.locations:
+        if loc.timezone:
+            try:
+                ZoneInfo(loc.timezone)
+            except (ZoneInfoNotFoundError, ValueError):
+                problems.append(f"location {loc.id!r}: unknown time zone {loc.timezone!r}")
+    def moment_type(label: str, value: Any, *, day_only: bool = False, optional: bool = True) -> None:
+        if value is None and optional:
+            return
+        allowed: tuple[type, ...] = (date, str) if day_only else (date, datetime, str)
+        if not isinstance(value, allowed) or (day_only and isinstance(value, datetime)):
+            kind = "a date" if day_only else "a date or date-time"
+            problems.append(f"{label}: expected {kind} or a relative value like '+2d'")
+
+    for h in seed.opening_hours:
+        moment_type(f"opening_hours {h.id!r}: valid_from", h.valid_from, day_only=True)
+        moment_type(f"opening_hours {h.id!r}: valid_to", h.valid_to, day_only=True)
+        try:
+            _hours_rules(h, date(2000, 1, 1))
+        except (SeedError, ValueError) as exc:
+            problems.append(f"opening_hours {h.id!r}: {exc}")
+    for cal in seed.calendars:
+        if cal.location not in locations:
+            problems.append(f"calendar {cal.id!r}: unknown location {cal.location!r}")
+        if cal.hours not in hours:
+            problems.append(f"calendar {cal.id!r}: unknown opening_hours {cal.hours!r}")
+            continue
+        rules = [
+            r for h in seed.opening_hours if h.id == cal.hours for r in _hours_rules(h, None)
+        ]
+        try:
+            validate_rules(rules, cal.slot_minutes)
+        except RuleError as exc:
+            problems.append(f"calendar {cal.id!r}: {exc}")
+    for svc in seed.services:
+        if svc.location not in locations:
+            problems.append(f"service {svc.id!r}: unknown location {svc.location!r}")
+        if svc.campaign is not None and svc.campaign not in campaigns:
+            problems.append(f"service {svc.id!r}: unknown campaign {svc.campaign!r}")
+        for req in svc.requirements:
+            for cal_id in req.pool:
+                cal = calendars.get(cal_id)
+                if cal is None:
+                    problems.append(f"service {svc.id!r}: unknown calendar {cal_id!r}")
+                elif cal.location != svc.location:
+                    problems.append(
+                        f"service {svc.id!r}: calendar {cal_id!r} is at another location"
+                    )
+                elif svc.duration_minutes % cal.slot_minutes:
+                    problems.append(
+                        f"service {svc.id!r}: duration {svc.duration_minutes} min is not a "
+                        f"whole number of {cal_id!r}'s {cal.slot_minutes}-minute slots"
+                    )
+    for camp in seed.campaigns:
+        if camp.location not in locations:
+            problems.append(f"campaign {camp.id!r}: unknown location {camp.location!r}")
+        for ref in (camp.first_service, camp.second_service):
+            if ref is not None and ref not in services:
+                problems.append(f"campaign {camp.id!r}: unknown service {ref!r}")
+        if camp.second_dose_days and not 0 < camp.second_dose_days[0] <= camp.second_dose_days[1]:
+            problems.append(f"campaign {camp.id!r}: second_dose_days must be [min, max], min > 0")
+        moment_type(f"campaign {camp.id!r}: opens_at", camp.opens_at, optional=False)
+        moment_type(f"campaign {camp.id!r}: closes_at", camp.closes_at)
+        for label, value in (("opens_at", camp.opens_at), ("closes_at", camp.closes_at)):
+            if isinstance(value, str):
+                try:
+                    resolve_moment(value, datetime(2000, 1, 1, tzinfo=UTC), ZoneInfo("UTC"))
+                except SeedError as exc:
+                    problems.append(f"campaign {camp.id!r}: {label}: {exc}")
+    for n, cl in enumerate(seed.closures):
+        moment_type(f"closures[{n}].start", cl.start, optional=False)
+        moment_type(f"closures[{n}].end", cl.end)
+        if (cl.location is None) == (cl.calendar is None):
+            problems.append(f"closures[{n}]: give exactly one of location or calendar")
+        if cl.location is not None and cl.location not in locations:
+            problems.append(f"closures[{n}]: unknown location {cl.location!r}")
+        if cl.calendar is not None and cl.calendar not in calendars:
+            problems.append(f"closures[{n}]: unknown calendar {cl.calendar!r}")
+    return problems
+
+
+def _parse_time(text: str) -> time:
+    hours, minutes = (int(x) for x in text.split(":"))
+    if hours == 24 and minutes == 0:
+        return time(23, 59, 59, 999999)
+    if not (0 <= hours < 24 and 0 <= minutes < 60):
+        raise SeedError(f"{text} is not a time of day")
+    return time(hours, minutes)
+
+
+def _hours_rules(h: HoursSpec, today: date | None) -> list[OpeningRule]:
+    valid_from = _resolve_day(h.valid_from, today)
+    valid_to = _resolve_day(h.valid_to, today)
+    rules = []
+    for weekday, name in enumerate(WEEKDAYS):
+        for interval in getattr(h, name):
+            start, end = interval.split("-")
+            rules.append(
+                OpeningRule(weekday, _parse_time(start), _parse_time(end), valid_from, valid_to)
+            )
+    return rules
+
+
+_RELATIVE = re.compile(r"^(now|today)?\s*(?:([+-])\s*(\d+)\s*([dhwm]))?$")
+
+
+def resolve_moment(value: str, now: datetime, tz: ZoneInfo) -> datetime:
+    """``now``, ``today``, ``+2d``, ``today+3d``, ``now-1h``, ``+15m`` → an aware datetime."""
+    found = _RELATIVE.match(value.strip().lower())
+    if not found or not (found.group(1) or found.group(2)):
+        raise SeedError(f"{value!r} is neither a date/time nor relative like 'now', '+2d'")
+    anchor, sign, amount, unit = found.groups()
+    base = now
+    if anchor == "today":
+        local = now.astimezone(tz)
+        base = datetime.combine(local.date(), time(0), tzinfo=tz)
+    if sign:
+        step = {"d": timedelta(days=1), "h": timedelta(hours=1), "w": timedelta(weeks=1)}.get(
+            unit, timedelta(minutes=1)
+        )
+        n = int(amount)
+        if unit in ("d", "w") and anchor == "today":
+            days = n * (7 if unit == "w" else 1) * (1 if sign == "+" else -1)
+            local = base.date() + timedelta(days=days)
+            return datetime.combine(local, time(0), tzinfo=tz).astimezone(UTC)
+        base = base + step * n if sign == "+" else base - step * n
+    return base.astimezone(UTC)
+
+
+def _resolve_day(value: date | str | None, today: date | None) -> date | None:
+    if value is None or isinstance(value, date):
+        return value
+    if today is None:
+        today = date(2000, 1, 1)
+    moment = resolve_moment(value, datetime.combine(today, time(12), tzinfo=UTC), ZoneInfo("UTC"))
+    return moment.date()
+
+
+def _moment(value: date | datetime | str | None, now: datetime, tz: ZoneInfo) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return resolve_moment(value, now, tz)
+    if not isinstance(value, datetime):
+        return datetime.combine(value, time(0), tzinfo=tz).astimezone(UTC)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=tz).astimezone(UTC)
+    return value.astimezone(UTC)
+
+
+def _closure_bounds(
+    start: date | datetime | str, end: date | datetime | str | None, now: datetime, tz: ZoneInfo
+) -> tuple[datetime, datetime]:
+    def point(value: date | datetime | str, is_end: bool) -> datetime:
+        if isinstance(value, datetime):
+            moment = _moment(value, now, tz)
+            assert moment is not None
+            return moment
+        if isinstance(value, date):
+            day = value + timedelta(days=1) if is_end else value
+            return datetime.combine(day, time(0), tzinfo=tz).astimezone(UTC)
+        return resolve_moment(value, now, tz)
+
+    first = point(start, False)
+    last = point(end if end is not None else start, True)
+    if isinstance(start, date) and not isinstance(start, datetime) and end is None:
+        last = point(start, True)
+    if last <= first:
+        raise SeedError(f"closure from {start} to {end} ends before it starts")
+    return first, last
+
+
+# -- applying ------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class SeedReport:
+    locations: int = 0
+    calendars: int = 0
+    services: int = 0
+    campaigns: int = 0
+    closures: int = 0
+
+
+async def apply_seed(session: AsyncSession, seed: Seed, now: datetime) -> SeedReport:
+    """Write the seed to SQL (insert or update; nothing is duplicated). Caller commits.
+
+    Things that disappeared from the file are kept (bookings may refer to them), except
+    opening rules, requirements and closures from the seed, which are replaced.
+    """
+    report = SeedReport()
+    default_tz = seed.municipality.timezone
+    tz_of = {loc.id: ZoneInfo(loc.timezone or default_tz) for loc in seed.locations}
+    today = now.astimezone(ZoneInfo(default_tz)).date()
+
+    for loc in seed.locations:
+        await session.merge(
+            m.Location(
+                id=loc.id, name=loc.name, address=loc.address, timezone=loc.timezone or default_tz
+            )
+        )
+        report.locations += 1
+    await session.flush()
+    hours = {h.id: [] for h in seed.opening_hours}  # type: dict[str, list[OpeningRule]]
+    for h in seed.opening_hours:
+        hours[h.id].extend(_hours_rules(h, today))
+    for cal in seed.calendars:
+        await session.merge(
+            m.Calendar(
+                id=cal.id,
+                location_id=cal.location,
+                name=cal.name,
+                kind=cal.kind,
+                slot_minutes=cal.slot_minutes,
+                capacity=cal.capacity,
+                feed_privacy=cal.feed_privacy,
+            )
+        )
+        await session.flush()
+        await session.execute(delete(m.OpeningRule).where(m.OpeningRule.calendar_id == cal.id))
+        session.add_all(
+            m.OpeningRule(
+                calendar_id=cal.id,
+                weekday=r.weekday,
+                start=r.start,
+                end=r.end,
+                valid_from=r.valid_from,
+                valid_to=r.valid_to,
+            )
+            for r in hours[cal.hours]
+        )
+        report.calendars += 1
+    for camp in seed.campaigns:
+        tz = tz_of[camp.location]
+        opens = _moment(camp.opens_at, now, tz)
+        assert opens is not None
+        await session.merge(
+            m.Campaign(
+                id=camp.id,
+                location_id=camp.location,
+                name=camp.name,
+                opens_at=opens,
+                closes_at=_moment(camp.closes_at, now, tz),
+                min_age=camp.min_age,
+                postcodes=list(camp.postcodes or seed.municipality.postcodes),
+                places=camp.places,
+                first_service_id=camp.first_service,
+                second_service_id=camp.second_service,
+                second_dose_min_days=camp.second_dose_days[0] if camp.second_dose_days else None,
+                second_dose_max_days=camp.second_dose_days[1] if camp.second_dose_days else None,
+                phone_share_percent=camp.phone_share_percent,
+            )
+        )
+        report.campaigns += 1
+    await session.flush()
+    for position, svc in enumerate(seed.services):
+        await session.merge(
+            m.Service(
+                id=svc.id,
+                location_id=svc.location,
+                campaign_id=svc.campaign,
+                name=svc.name,
+                name_en=svc.name_en,
+                description=svc.description,
+                description_en=svc.description_en,
+                duration_minutes=svc.duration_minutes,
+                min_notice_minutes=svc.min_notice_minutes,
+                max_days_ahead=svc.max_days_ahead,
+                channels=list(svc.channels),
+                max_active_per_person=svc.max_active_per_person,
+                reminder_hours=list(svc.reminder_hours),
+                requires_opt_in=svc.requires_opt_in,
+                position=position,
+            )
+        )
+        await session.flush()
+        await session.execute(delete(m.Requirement).where(m.Requirement.service_id == svc.id))
+        session.add_all(
+            m.Requirement(service_id=svc.id, position=n, seats=r.seats, calendar_ids=list(r.pool))
+            for n, r in enumerate(svc.requirements)
+        )
+        report.services += 1
+
+    await session.execute(delete(m.Closure).where(m.Closure.source == "seed"))
+    for cl in seed.closures:
+        location_id = cl.location or next(c.location for c in seed.calendars if c.id == cl.calendar)
+        first, last = _closure_bounds(cl.start, cl.end, now, tz_of[location_id])
+        session.add(
+            m.Closure(
+                location_id=location_id,
+                calendar_id=cl.calendar,
+                starts_at=first,
+                ends_at=last,
+                reason=cl.reason,
+                source="seed",
+            )
+        )
+        report.closures += 1
+    for holiday in seed.holidays:
+        for loc in seed.locations:
+            first, last = _closure_bounds(holiday.date, None, now, tz_of[loc.id])
+            session.add(
+                m.Closure(
+                    location_id=loc.id,
+                    calendar_id=None,
+                    starts_at=first,
+                    ends_at=last,
+                    reason=holiday.name,
+                    source="seed",
+                )
+            )
+            report.closures += 1
+    await bump_catalog(session, now, seeded=True)
+    return report
+
+
+async def bump_catalog(session: AsyncSession, now: datetime, *, seeded: bool = False) -> int:
+    """Increase the configuration version so every process reloads its catalog."""
+    state = await session.get(m.CatalogState, 1, with_for_update=True)
+    if state is None:
+        state = m.CatalogState(id=1, version=0)
+        session.add(state)
+    state.version += 1
+    if seeded:
+        state.seeded_at = now
+    await session.flush()
+    return state.version
+
+
+async def is_seeded(session: AsyncSession) -> bool:
+    return (await session.scalar(select(m.CatalogState.seeded_at).where(m.CatalogState.id == 1))) is not None

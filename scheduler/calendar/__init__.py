@@ -1,0 +1,1 @@
+"""Calendar: opening rules, closures and the slot grid."""

@@ -1,0 +1,241 @@
+"""The ``scheduler`` command.
+
+    scheduler serve [--demo] [--host H] [--port P] [--workers N]
+    scheduler migrate
+    scheduler seed FILE
+    scheduler keys create --role agent|staff|admin --name NAME [--calendar ID ...]
+    scheduler keys list
+    scheduler keys revoke ID
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+
+from scheduler.booking import apikeys
+from scheduler.booking.errors import DomainError, FieldError, NotFound, ValidationFailed
+from scheduler.booking.seed import SeedError, apply_seed, load_seed_file
+from scheduler.clock import SystemClock
+from scheduler.logs import setup_logging
+from scheduler.resources import demo_seed
+from scheduler.settings import Settings, SettingsError
+
+
+class CliError(Exception):
+    pass
+
+
+def _clock(settings: Settings) -> SystemClock:
+    return SystemClock(timedelta(seconds=settings.clock_offset_seconds))
+
+
+async def _prepare(settings: Settings, redis_url: str, seed_file: Path | None) -> None:
+    """Migrate, load a seed file (if any), materialize slots and build the Redis counters."""
+    from scheduler.booking.core import Core  # noqa: PLC0415 - keeps `--help` fast
+    from scheduler.booking.db import make_engine, make_sessionmaker, migrate  # noqa: PLC0415
+    from scheduler.redisconn import connect  # noqa: PLC0415
+
+    await migrate(settings.database_url)
+    engine = make_engine(settings.database_url)
+    redis = connect(redis_url)
+    try:
+        sessions = make_sessionmaker(engine)
+        clock = _clock(settings)
+        if seed_file is not None:
+            seed = load_seed_file(seed_file)
+            async with sessions() as session, session.begin():
+                await apply_seed(session, seed, clock.now())
+        core = Core(
+            engine=engine,
+            sessions=sessions,
+            redis=redis,
+            clock=clock,
+            secret_key=settings.secret_key or "",
+            hold_seconds=settings.hold_seconds,
+            horizon_days=settings.horizon_days,
+        )
+        await core.refresh_catalog(force=True)
+        await core.materialize()
+    finally:
+        await redis.aclose()
+        await engine.dispose()
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn  # noqa: PLC0415
+
+    from scheduler.app import PREPARED_ENV  # noqa: PLC0415
+    from scheduler.redisproc import RedisServer  # noqa: PLC0415
+
+    settings = settings.with_secret()
+    private: RedisServer | None = None
+    try:
+        redis_url = settings.redis_url
+        if redis_url is None:
+            private = RedisServer()
+            private.start()
+            redis_url = private.url
+            os.environ["SCHEDULER_REDIS_URL"] = redis_url
+        asyncio.run(_prepare(settings, redis_url, demo_seed() if args.demo else None))
+        os.environ[PREPARED_ENV] = "1"
+        where = f"http://{args.host}:{args.port}"
+        print(f"scheduler listens on {where} (API docs: {where}/schema)", file=sys.stderr)
+        uvicorn.run(
+            "scheduler.app:app_from_env",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers if args.workers > 1 else None,
+            access_log=False,
+            log_config=None,
+            timeout_graceful_shutdown=10,
+            backlog=4096,
+        )
+    finally:
+        if private is not None:
+            private.stop()
+    return 0
+
+
+def cmd_migrate(_: argparse.Namespace, settings: Settings) -> int:
+    from scheduler.booking.db import migrate_sync  # noqa: PLC0415
+
+    migrate_sync(settings.database_url)
+    print("database is at the newest schema", file=sys.stderr)
+    return 0
+
+
+def cmd_seed(args: argparse.Namespace, settings: Settings) -> int:
+    from scheduler.redisproc import RedisServer  # noqa: PLC0415
+
+    path = Path(args.file)
+    load_seed_file(path)  # validate before touching anything
+    if settings.redis_url is not None:
+        asyncio.run(_prepare(settings, settings.redis_url, path))
+    else:
+        # No shared Redis configured: counters are rebuilt by the running service itself
+        # (it watches the configuration version); a throw-away Redis serves this run.
+        with RedisServer() as private:
+            asyncio.run(_prepare(settings, private.url, path))
+    print(f"loaded {path}", file=sys.stderr)
+    return 0
+
+
+async def _with_session(settings: Settings, work):  # type: ignore[no-untyped-def]
+    from scheduler.booking.db import make_engine, make_sessionmaker, migrate  # noqa: PLC0415
+
+    await migrate(settings.database_url)
+    engine = make_engine(settings.database_url)
+    try:
+        async with make_sessionmaker(engine)() as session, session.begin():
+            return await work(session)
+    finally:
+        await engine.dispose()
+
+
+def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
+    from sqlalchemy import select  # noqa: PLC0415
+
+    from scheduler.booking import models as m  # noqa: PLC0415
+
+    now = _clock(settings).now()
+    if args.keys_command == "create":
+
+        async def create(session):  # type: ignore[no-untyped-def]
+            known = set(await session.scalars(select(m.Calendar.id)))
+            _, secret = await apikeys.create_key(
+                session,
+                role=args.role,
+                name=args.name,
+                calendar_ids=args.calendar or [],
+                known_calendars=known,
+                now=now,
+            )
+            return secret
+
+        print(asyncio.run(_with_session(settings, create)))
+        return 0
+    if args.keys_command == "list":
+        rows = asyncio.run(_with_session(settings, apikeys.list_keys))
+        print(f"{'ID':<14}{'ROLE':<8}{'STATUS':<10}{'CREATED':<22}{'CALENDARS':<30}NAME")
+        for row in rows:
+            status = "revoked" if row.revoked_at else "active"
+            print(
+                f"{row.id:<14}{row.role:<8}{status:<10}"
+                f"{row.created_at:%Y-%m-%d %H:%M}Z{'':<5}{','.join(row.calendar_ids) or '-':<30}"
+                f"{row.name}"
+            )
+        return 0
+
+    async def revoke(session):  # type: ignore[no-untyped-def]
+        return await apikeys.revoke_key(session, args.id, now)
+
+    asyncio.run(_with_session(settings, revoke))
+    print(f"revoked {args.id}", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="scheduler",
+        description="Appointment and slot booking for a municipality's digital town hall.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the HTTP API")
+    serve.add_argument("--demo", action="store_true", help="load the demo municipality")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    sub.add_parser("migrate", help="upgrade the database schema")
+    seed = sub.add_parser("seed", help="load or update a set-up from a seed file")
+    seed.add_argument("file")
+    keys = sub.add_parser("keys", help="API keys for agents, staff and admins")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create", help="create a key; prints only the key")
+    create.add_argument("--role", required=True, choices=["agent", "staff", "admin"])
+    create.add_argument("--name", required=True)
+    create.add_argument("--calendar", action="append", help="calendar in scope (repeatable)")
+    keys_sub.add_parser("list", help="list keys (never their secrets)")
+    revoke = keys_sub.add_parser("revoke", help="revoke a key")
+    revoke.add_argument("id")
+    return parser
+
+
+COMMANDS = {"serve": cmd_serve, "migrate": cmd_migrate, "seed": cmd_seed, "keys": cmd_keys}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env(os.environ)
+        setup_logging(settings.log_level)
+        if args.command == "serve" and args.workers < 1:
+            raise CliError("--workers must be at least 1")
+        return COMMANDS[args.command](args, settings)
+    except (SettingsError, SeedError, CliError) as exc:
+        print(f"scheduler: {exc}", file=sys.stderr)
+        return 2
+    except ValidationFailed as exc:
+        print("scheduler: " + "; ".join(_field(err) for err in exc.errors), file=sys.stderr)
+        return 2
+    except NotFound as exc:
+        print(f"scheduler: not found: {exc.params.get('ident')}", file=sys.stderr)
+        return 1
+    except DomainError as exc:
+        print(f"scheduler: {exc.code}", file=sys.stderr)
+        return 1
+
+
+def _field(err: FieldError) -> str:
+    detail = ", ".join(f"{k}={v}" for k, v in err.params.items())
+    return f"{err.field}: {err.message_key}" + (f" ({detail})" if detail else "")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

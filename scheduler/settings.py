@@ -1,0 +1,175 @@
+"""Service settings: one frozen msgspec Struct read from ``SCHEDULER_*`` environment variables.
+
+Only ``scheduler.app`` and ``scheduler.cli`` read the environment; everything else receives the
+values it needs as arguments.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from enum import StrEnum
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import msgspec
+
+PREFIX = "SCHEDULER_"
+
+
+class SettingsError(ValueError):
+    """A ``SCHEDULER_*`` variable has a value the service cannot use."""
+
+
+class SmtpTls(StrEnum):
+    NONE = "none"
+    STARTTLS = "starttls"
+    TLS = "tls"
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    database_url: str = "sqlite+aiosqlite:///./scheduler.db"
+    redis_url: str | None = None
+    secret_key: str | None = None
+    base_url: str = "http://127.0.0.1:8000"
+    hold_seconds: int = 600
+    horizon_days: int = 120
+    retention_days: int = 14
+    smtp_host: str | None = None
+    smtp_port: int | None = None
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_tls: SmtpTls = SmtpTls.NONE
+    mail_from: str = "Terminvergabe <termine@localhost>"
+    mail_dir: str = "./mail"
+    rate_limits: bool = True
+    log_level: str = "INFO"
+    clock_offset_seconds: int = 0
+    max_body_bytes: int = 1024 * 1024
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """Build settings from ``SCHEDULER_*`` variables; unknown variables are an error."""
+        known = {f.encode_name for f in msgspec.structs.fields(cls)}
+        raw: dict[str, object] = {}
+        unknown: list[str] = []
+        for key, value in env.items():
+            if not key.startswith(PREFIX) or key == "SCHEDULER_TEST_DATABASE_URL":
+                continue
+            name = key[len(PREFIX) :].lower()
+            if name not in known:
+                unknown.append(key)
+                continue
+            raw[name] = value
+        if unknown:
+            raise SettingsError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        for name in ("rate_limits",):
+            if name in raw:
+                raw[name] = _parse_bool(PREFIX + name.upper(), str(raw[name]))
+        try:
+            settings = msgspec.convert(raw, cls, strict=False)
+        except msgspec.ValidationError as exc:
+            raise SettingsError(_explain(str(exc))) from None
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        def positive(name: str, value: int, upper: int) -> None:
+            if not 0 < value <= upper:
+                raise SettingsError(f"{PREFIX}{name.upper()} must be between 1 and {upper}")
+
+        positive("hold_seconds", self.hold_seconds, 86_400)
+        positive("horizon_days", self.horizon_days, 1_000)
+        positive("retention_days", self.retention_days, 3_650)
+        positive("max_body_bytes", self.max_body_bytes, 100 * 1024 * 1024)
+        scheme = self.database_url.split("://", 1)[0]
+        if scheme not in ("sqlite+aiosqlite", "postgresql+asyncpg"):
+            raise SettingsError(
+                f"{PREFIX}DATABASE_URL must start with sqlite+aiosqlite:// or "
+                f"postgresql+asyncpg://, not {scheme}://"
+            )
+        if self.redis_url is not None and urlsplit(self.redis_url).scheme not in (
+            "redis",
+            "rediss",
+            "unix",
+            "redis+cluster",
+        ):
+            raise SettingsError(
+                f"{PREFIX}REDIS_URL must be a redis://, rediss://, unix:// or "
+                "redis+cluster:// URL"
+            )
+        base = urlsplit(self.base_url)
+        if base.scheme not in ("http", "https") or not base.netloc:
+            raise SettingsError(f"{PREFIX}BASE_URL must be an http(s) URL, e.g. https://termine.example.de")
+        if self.secret_key is not None and len(self.secret_key) < 32:
+            raise SettingsError(f"{PREFIX}SECRET_KEY must be at least 32 characters long")
+        if self.smtp_port is not None and not 0 < self.smtp_port < 65536:
+            raise SettingsError(f"{PREFIX}SMTP_PORT must be a TCP port (1-65535)")
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise SettingsError(f"{PREFIX}LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The database file of a SQLite URL (None for PostgreSQL or in-memory SQLite)."""
+        if not self.is_sqlite:
+            return None
+        path = self.database_url.split(":///", 1)[1].split("?", 1)[0]
+        return None if path in ("", ":memory:") else Path(path)
+
+    def with_secret(self) -> Settings:
+        """Settings with a secret key: the configured one, else one kept next to the database.
+
+        The generated secret is written once to ``scheduler.secret`` beside the SQLite file (or in
+        the working directory) with mode 0600, so restarts keep manage links valid.
+        """
+        if self.secret_key is not None:
+            return self
+        db = self.sqlite_path
+        folder = db.parent if db is not None else Path()
+        path = folder / "scheduler.secret"
+        if path.exists():
+            secret = path.read_text().strip()
+        else:
+            folder.mkdir(parents=True, exist_ok=True)
+            secret = secrets.token_urlsafe(48)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secret + "\n")
+        return msgspec.structs.replace(self, secret_key=secret)
+
+    def safe_repr(self) -> dict[str, object]:
+        """The settings with secrets masked, for logs and ``scheduler config``."""
+        out = msgspec.structs.asdict(self)
+        for name in ("secret_key", "smtp_password"):
+            if out[name]:
+                out[name] = "***"
+        for name in ("database_url", "redis_url"):
+            value = out[name]
+            if isinstance(value, str) and "@" in value:
+                parts = urlsplit(value)
+                if parts.password:
+                    out[name] = value.replace(f":{parts.password}@", ":***@")
+        return out
+
+
+def _parse_bool(name: str, value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be on or off, not {value!r}")
+
+
+def _explain(message: str) -> str:
+    # msgspec says e.g. "Expected `int`, got `str` - at `$.hold_seconds`"
+    if " - at `$." in message:
+        what, where = message.split(" - at `$.", 1)
+        field = where.rstrip("`").split(".")[0].split("[")[0]
+        return f"{PREFIX}{field.upper()}: {what.replace('`', '')}"
+    return message

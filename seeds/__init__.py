@@ -1,0 +1,1 @@
+"""Seed files shipped with the package (the demo municipality)."""
