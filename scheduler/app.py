@@ -64,6 +64,7 @@ def create_app(
                 horizon_days=settings.horizon_days,
             )
             await core.refresh_catalog(force=True)
+            await core.start()
             if prepared:
                 await core.watch_counters()
             else:
@@ -81,6 +82,8 @@ def create_app(
         finally:
             if jobs.running:
                 jobs.shutdown(wait=False)
+            if app.state.get("core") is not None:
+                await app.state.core.stop()
             await redis.aclose()
             await engine.dispose()
             if private is not None:

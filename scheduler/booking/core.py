@@ -19,6 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from scheduler.booking import availability as av
+from scheduler.booking.changes import ChangeFeed
 from scheduler.booking.catalog import Catalog, ServiceInfo, current_version, load_catalog
 from scheduler.booking.counters import encode_free, sql_free_cells
 from scheduler.booking.errors import FieldError, NotFound, ValidationFailed
@@ -54,6 +55,7 @@ class Core:
         self.sessions = sessions
         self.redis = redis
         self.gate = Gate(redis)
+        self.changes = ChangeFeed(redis)
         self.clock = clock
         self.secret_key = secret_key
         self.hold_seconds = hold_seconds
@@ -174,10 +176,26 @@ class Core:
         return version, av.collect_starts(catalog, service, days, raw, earliest, self.day_cache)
 
     async def counters_version(self, location_id: str) -> int | None:
+        """The version of a location's counters; no round trip while the change feed is live
+        and nothing changed since the last read."""
+        known = self.changes.known(location_id)
+        if known is not None:
+            return known
+        generation = self.changes.generation(location_id)
         try:
-            return await self.gate.version(location_id)
+            version = await self.gate.version(location_id)
         except RedisError:
             return None
+        if version is not None:
+            self.changes.remember(location_id, version, generation)
+        return version
+
+    async def start(self) -> None:
+        """Start the background parts (the change feed)."""
+        self.changes.start()
+
+    async def stop(self) -> None:
+        await self.changes.stop()
 
     async def _sql_counters(self, wanted: list[tuple[str, date]]) -> list[bytes | None]:
         calendars = {c for c, _ in wanted}

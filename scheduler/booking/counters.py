@@ -10,6 +10,7 @@ share the hash tag ``{location}`` so every script runs unchanged on Redis Cluste
     sch:{rathaus}:hx                      zset: hold token -> expiry (ms)
     sch:{rathaus}:h:<token>               hash: st (held|confirmed), exp, ce, cells
     sch:{rathaus}:f:<calendar>:<yyyymmdd> free seats per cell
+    sch:changes                           pub/sub channel: a location's counters changed
 
 A hold's ``cells`` field lists ``calendar|yyyymmdd|cell|seats`` entries joined by ``;``.
 """
@@ -81,18 +82,18 @@ def encode_free(values: Sequence[int]) -> bytes:
 
 RECONCILE = """
 -- KEYS[1] version, KEYS[2] hold index, KEYS[3..] day keys
--- ARGV[1] epoch, ARGV[2] now (ms), then per day key: data, expire-at (ms)
+-- ARGV[1] epoch, ARGV[2] now (ms), ARGV[3] location id, then per day key: data, ttl (ms)
 local epoch = tonumber(ARGV[1])
 local now = tonumber(ARGV[2])
 local base = string.sub(KEYS[1], 1, -4)
 local rebuilt = {}
 for i = 3, #KEYS do
-  local data = ARGV[2 * (i - 2) + 1]
-  local expire_at = ARGV[2 * (i - 2) + 2]
+  local data = ARGV[2 * (i - 2) + 2]
+  local ttl = ARGV[2 * (i - 2) + 3]
   if data == '' then
     redis.call('DEL', KEYS[i])
   else
-    redis.call('SET', KEYS[i], data, 'PXAT', expire_at)
+    redis.call('SET', KEYS[i], data, 'PX', ttl)
   end
   rebuilt[KEYS[i]] = true
 end
@@ -117,6 +118,7 @@ for _, token in ipairs(holds) do
   end
 end
 redis.call('INCR', KEYS[1])
+redis.call('PUBLISH', 'sch:changes', ARGV[3])
 return kept
 """
 

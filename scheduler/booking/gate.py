@@ -21,9 +21,11 @@ def _ms(moment: datetime) -> int:
     return int(moment.astimezone(UTC).timestamp() * 1000)
 
 
-def _expire_at(day: date, tz: ZoneInfo) -> int:
-    """Counters of a day are dropped two days after it (nothing books the past)."""
-    return _ms(datetime.combine(day + timedelta(days=2), time(0), tzinfo=tz))
+def _ttl_ms(day: date, tz: ZoneInfo, now: datetime) -> int:
+    """Counters of a day are dropped two days after it (nothing books the past). Relative to
+    the service's clock, so a clock moved by tests or benches keeps them alive."""
+    end = datetime.combine(day + timedelta(days=2), time(0), tzinfo=tz)
+    return max(int((end - now).total_seconds() * 1000), 60_000)
 
 
 class Gate:
@@ -55,10 +57,10 @@ class Gate:
         epoch = int(await self.redis.incr(keys.epoch))
         cells = await sql_free_cells(session, calendar_ids, first_day, last_day)
         script_keys: list[str] = [keys.version, keys.hold_index]
-        args: list[str | bytes | int] = [epoch, _ms(now)]
+        args: list[str | bytes | int] = [epoch, _ms(now), location_id]
         day = first_day
         while day <= last_day:
-            expire = _expire_at(day, tz)
+            expire = _ttl_ms(day, tz, now)
             for calendar_id in calendar_ids:
                 free = cells.get((calendar_id, day))
                 script_keys.append(keys.day(calendar_id, day))

@@ -30,6 +30,10 @@ March and of October):
   fall-back day (01:00-02:30 and 02:30-04:00: the first ends at 02:30+01:00, the second starts
   at 02:30+02:00). Such cells are merged: :func:`cells_for_day` never returns duplicates.
 
+Out of scope: zones whose clocks moved *back across midnight* (historic 00:01 transitions in
+America/Moncton or America/St_Johns) make a local date non-contiguous; cells there may not round
+trip through :func:`cell_index`. Every modern European zone is unaffected.
+
 Times from the standard library compare and subtract *by wall clock* when both operands share the
 same ``tzinfo`` (``fold`` is ignored), so everything here is converted to UTC before it is compared
 or subtracted.

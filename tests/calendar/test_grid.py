@@ -674,8 +674,10 @@ def _oracle(
     for rule in rules:
         if not rule.applies_on(day):
             continue
-        start = next(instant for instant, wall in walls if wall >= rule.start)
-        end = next(walls[i][0] for i in range(len(walls)) if suffix_min[i] >= rule.end)
+        # A wall time the day never reaches (a gap running past midnight) maps to the day's end.
+        day_end = walls[-1][0] + timedelta(minutes=1)
+        start = next((instant for instant, wall in walls if wall >= rule.start), day_end)
+        end = next((walls[i][0] for i in range(len(walls)) if suffix_min[i] >= rule.end), day_end)
         instant = start
         while instant + step <= end:
             starts.add(instant)
