@@ -68,10 +68,18 @@ def start_server(
     log = workdir / f"server-{port}.log"
     args = [sys.executable, "-m", "scheduler.cli", "serve", "--port", str(port)]
     args += ["--workers", str(workers)] + (["--demo"] if demo else [])
-    full_env = {**os.environ, **env, "SCHEDULER_LOG_LEVEL": env.get("SCHEDULER_LOG_LEVEL", "WARNING")}
+    full_env = {
+        **os.environ,
+        **env,
+        "SCHEDULER_LOG_LEVEL": env.get("SCHEDULER_LOG_LEVEL", "WARNING"),
+    }
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            args, cwd=workdir, env=full_env, stdout=out, stderr=subprocess.STDOUT,
+            args,
+            cwd=workdir,
+            env=full_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     proc = Proc(process, port, log)
@@ -84,9 +92,7 @@ def start_server(
     return proc
 
 
-def start_uvicorn(
-    workdir: Path, factory: str, env: dict[str, str], *, workers: int = 1
-) -> Proc:
+def start_uvicorn(workdir: Path, factory: str, env: dict[str, str], *, workers: int = 1) -> Proc:
     """Start ``factory`` under uvicorn with the same flags ``scheduler serve`` uses."""
     port = free_port()
     log = workdir / f"probe-{port}.log"
@@ -100,8 +106,12 @@ def start_uvicorn(
     full_env = {**os.environ, **env, "PYTHONPATH": root}
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-c", code], cwd=workdir, env=full_env, stdout=out,
-            stderr=subprocess.STDOUT, start_new_session=True,
+            [sys.executable, "-c", code],
+            cwd=workdir,
+            env=full_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     proc = Proc(process, port, log)
     wait_ready(proc.base + "/health", process)
@@ -141,7 +151,9 @@ def _ms(text: str) -> float:
 def wrk(url: str, seconds: int, connections: int, threads: int = 2) -> LoadResult:
     out = subprocess.run(
         ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", url],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     duration = re.search(r"requests in ([\d.]+)(ms|s|m)", out)  # type: ignore[union-attr]
@@ -149,7 +161,9 @@ def wrk(url: str, seconds: int, connections: int, threads: int = 2) -> LoadResul
     p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
     p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    socket_errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
+    )
     errors = int(non2xx.group(1)) if non2xx else 0
     if socket_errors:
         errors += sum(int(x) for x in socket_errors.groups())
@@ -178,8 +192,12 @@ async def _aiohttp_load(url: str, seconds: float, connections: int) -> LoadResul
         took = time.perf_counter() - began
     latencies.sort()
     return LoadResult(
-        len(latencies), took, errors, statistics.median(latencies),
-        latencies[int(len(latencies) * 0.99)], "aiohttp",
+        len(latencies),
+        took,
+        errors,
+        statistics.median(latencies),
+        latencies[int(len(latencies) * 0.99)],
+        "aiohttp",
     )
 
 

@@ -46,7 +46,10 @@ async def in_process(db_url: str, redis_url: str, first: date, last: date, runs:
     engine = make_engine(db_url)
     redis = connect(redis_url)
     core = Core(
-        engine=engine, sessions=make_sessionmaker(engine), redis=redis, clock=SystemClock(),
+        engine=engine,
+        sessions=make_sessionmaker(engine),
+        redis=redis,
+        clock=SystemClock(),
         secret_key="x" * 32,
     )
     await core.refresh_catalog(force=True)
@@ -66,7 +69,9 @@ async def in_process(db_url: str, redis_url: str, first: date, last: date, runs:
     service = core.catalog.services[SERVICE]
     days, earliest = av.bookable_days(service, tz, first, last, core.clock.now())
     raw = await core._sql_counters(av.wanted_cells(service, days))
-    reference = rows(av.collect_starts(core.catalog, service, days, raw, earliest, av.DayCache()), tz)
+    reference = rows(
+        av.collect_starts(core.catalog, service, days, raw, earliest, av.DayCache()), tz
+    )
     await redis.aclose()
     await engine.dispose()
     return {
@@ -94,7 +99,7 @@ def main() -> None:
             first = next_monday(date.today())
             last = first + timedelta(days=29)
             url = f"{server.base}/api/v1/services/{SERVICE}/slots?from={first}&to={last}"
-            import urllib.request  # noqa: PLC0415
+            import urllib.request
 
             with urllib.request.urlopen(url) as response:
                 body = response.read()
@@ -102,8 +107,10 @@ def main() -> None:
             figures = asyncio.run(in_process(db_url, redis.url, first, last, args.runs))
             if answer != figures["reference"]:
                 raise SystemExit("the server's answer differs from a fresh computation from SQL")
-            print(f"slots of {SERVICE}, {first} .. {last}: {len(answer)} starts, {len(body)} bytes;"
-                  " answer equals a fresh computation from SQL")
+            print(
+                f"slots of {SERVICE}, {first} .. {last}: {len(answer)} starts, {len(body)} bytes;"
+                " answer equals a fresh computation from SQL"
+            )
             print(
                 f"in-process, fresh (no cache) from Redis counters: p50 {figures['fresh_p50']:.2f} ms"
                 f"  p99 {figures['fresh_p99']:.2f} ms;  with day cache: p50 "
@@ -115,7 +122,9 @@ def main() -> None:
             server.stop()
         (work / "probe.json").write_bytes(body)
         probe = start_uvicorn(
-            work, "bench.probe_app:create", {"PROBE_BODY": str(work / "probe.json")},
+            work,
+            "bench.probe_app:create",
+            {"PROBE_BODY": str(work / "probe.json")},
             workers=args.workers,
         )
         try:

@@ -7,7 +7,6 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
-from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from litestar import Litestar, Router
@@ -73,10 +72,25 @@ def create_app(
             app.state.settings = settings
             app.state.slots_cache = SlotsCache()
             app.state.redis_server = private
-            jobs.add_job(core.watch_counters, "interval", seconds=5, id="watch_counters",
-                         coalesce=True, max_instances=1, misfire_grace_time=None)
-            jobs.add_job(core.materialize, "cron", hour=1, minute=5, id="materialize_horizon",
-                         coalesce=True, max_instances=1, misfire_grace_time=None)
+            jobs.add_job(
+                core.watch_counters,
+                "interval",
+                seconds=5,
+                id="watch_counters",
+                coalesce=True,
+                max_instances=1,
+                misfire_grace_time=None,
+            )
+            jobs.add_job(
+                core.materialize,
+                "cron",
+                hour=1,
+                minute=5,
+                id="materialize_horizon",
+                coalesce=True,
+                max_instances=1,
+                misfire_grace_time=None,
+            )
             jobs.start()
             yield
         finally:
@@ -116,5 +130,3 @@ def app_from_env() -> Litestar:
     settings = Settings.from_env(os.environ)
     setup_logging(settings.log_level)
     return create_app(settings, prepared=os.environ.get(PREPARED_ENV) == "1")
-
-

@@ -1,11 +1,11 @@
 """The ``scheduler`` command.
 
-    scheduler serve [--demo] [--host H] [--port P] [--workers N]
-    scheduler migrate
-    scheduler seed FILE
-    scheduler keys create --role agent|staff|admin --name NAME [--calendar ID ...]
-    scheduler keys list
-    scheduler keys revoke ID
+scheduler serve [--demo] [--host H] [--port P] [--workers N]
+scheduler migrate
+scheduler seed FILE
+scheduler keys create --role agent|staff|admin --name NAME [--calendar ID ...]
+scheduler keys list
+scheduler keys revoke ID
 """
 
 from __future__ import annotations
@@ -37,9 +37,9 @@ def _clock(settings: Settings) -> SystemClock:
 
 async def _prepare(settings: Settings, redis_url: str, seed_file: Path | None) -> None:
     """Migrate, load a seed file (if any), materialize slots and build the Redis counters."""
-    from scheduler.booking.core import Core  # noqa: PLC0415 - keeps `--help` fast
-    from scheduler.booking.db import make_engine, make_sessionmaker, migrate  # noqa: PLC0415
-    from scheduler.redisconn import connect  # noqa: PLC0415
+    from scheduler.booking.core import Core
+    from scheduler.booking.db import make_engine, make_sessionmaker, migrate
+    from scheduler.redisconn import connect
 
     await migrate(settings.database_url)
     engine = make_engine(settings.database_url)
@@ -68,10 +68,10 @@ async def _prepare(settings: Settings, redis_url: str, seed_file: Path | None) -
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    import uvicorn  # noqa: PLC0415
+    import uvicorn
 
-    from scheduler.app import PREPARED_ENV  # noqa: PLC0415
-    from scheduler.redisproc import RedisServer  # noqa: PLC0415
+    from scheduler.app import PREPARED_ENV
+    from scheduler.redisproc import RedisServer
 
     settings = settings.with_secret()
     private: RedisServer | None = None
@@ -104,7 +104,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_migrate(_: argparse.Namespace, settings: Settings) -> int:
-    from scheduler.booking.db import migrate_sync  # noqa: PLC0415
+    from scheduler.booking.db import migrate_sync
 
     migrate_sync(settings.database_url)
     print("database is at the newest schema", file=sys.stderr)
@@ -112,7 +112,7 @@ def cmd_migrate(_: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_seed(args: argparse.Namespace, settings: Settings) -> int:
-    from scheduler.redisproc import RedisServer  # noqa: PLC0415
+    from scheduler.redisproc import RedisServer
 
     path = Path(args.file)
     load_seed_file(path)  # validate before touching anything
@@ -128,7 +128,7 @@ def cmd_seed(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _with_session(settings: Settings, work):  # type: ignore[no-untyped-def]
-    from scheduler.booking.db import make_engine, make_sessionmaker, migrate  # noqa: PLC0415
+    from scheduler.booking.db import make_engine, make_sessionmaker, migrate
 
     await migrate(settings.database_url)
     engine = make_engine(settings.database_url)
@@ -140,9 +140,9 @@ async def _with_session(settings: Settings, work):  # type: ignore[no-untyped-de
 
 
 def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
-    from sqlalchemy import select  # noqa: PLC0415
+    from sqlalchemy import select
 
-    from scheduler.booking import models as m  # noqa: PLC0415
+    from scheduler.booking import models as m
 
     now = _clock(settings).now()
     if args.keys_command == "create":

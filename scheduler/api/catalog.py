@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from datetime import timedelta
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Response, get
-from litestar.params import Parameter
+from litestar.params import PathParameter, QueryParameter
 
 from scheduler.api.params import parse_date
 from scheduler.api.schemas import CalendarOut, LocationOut, ServiceOut, SlotOut
@@ -51,11 +51,16 @@ class CatalogController(Controller):
             for loc in core.catalog.locations.values()
         ]
 
-    @get("/calendars", operation_id="listCalendars", summary="Capacity calendars", sync_to_thread=False)
+    @get(
+        "/calendars",
+        operation_id="listCalendars",
+        summary="Capacity calendars",
+        sync_to_thread=False,
+    )
     def calendars(
         self,
         request: Request[Any, Any, Any],
-        location: str | None = Parameter(query="location", default=None, max_length=64),
+        location: Annotated[str | None, QueryParameter(max_length=64)] = None,
     ) -> list[CalendarOut]:
         core: Core = request.app.state.core
         catalog = core.catalog
@@ -78,7 +83,9 @@ class CatalogController(Controller):
                 duration_minutes=s.duration_minutes,
                 location_id=s.location_id,
                 campaign_id=s.campaign_id,
-                description=s.description_en if lang == "en" and s.description_en else s.description,
+                description=s.description_en
+                if lang == "en" and s.description_en
+                else s.description,
                 channels=list(s.channels),
                 max_days_ahead=s.max_days_ahead,
                 min_notice_minutes=s.min_notice_minutes,
@@ -100,9 +107,9 @@ class CatalogController(Controller):
     async def slots(
         self,
         request: Request[Any, Any, Any],
-        service_id: str = Parameter(max_length=64),
-        from_: str | None = Parameter(query="from", default=None, max_length=32),
-        to: str | None = Parameter(query="to", default=None, max_length=32),
+        service_id: Annotated[str, PathParameter(max_length=64)],
+        from_: Annotated[str | None, QueryParameter(name="from", max_length=32)] = None,
+        to: Annotated[str | None, QueryParameter(max_length=32)] = None,
     ) -> Response[list[SlotOut]]:
         core: Core = request.app.state.core
         service = core.service(service_id)

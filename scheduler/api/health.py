@@ -16,7 +16,5 @@ async def health(request: Request[Any, Any, Any]) -> Response[HealthOut]:
     core: Core = request.app.state.core
     sql, redis = await asyncio.gather(core.sql_ok(), core.redis_ok())
     status = "ok" if sql and redis else "degraded" if sql else "down"
-    body = HealthOut(
-        status=status, sql="ok" if sql else "down", redis="ok" if redis else "down"
-    )
+    body = HealthOut(status=status, sql="ok" if sql else "down", redis="ok" if redis else "down")
     return Response(body, status_code=200 if sql else 503, headers={"Cache-Control": "no-store"})

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Controller, Request, delete, get, post
+from litestar.params import JSONBody, PathParameter
 
 from scheduler.api.auth import forget_cached_keys, require
 from scheduler.api.schemas import KeyCreate, KeyCreated, KeyOut
@@ -14,7 +15,9 @@ from scheduler.booking.core import Core
 
 
 def _out(row: m.ApiKey) -> KeyOut:
-    return KeyOut(row.id, row.name, row.role, list(row.calendar_ids), row.created_at, row.revoked_at)
+    return KeyOut(
+        row.id, row.name, row.role, list(row.calendar_ids), row.created_at, row.revoked_at
+    )
 
 
 class KeysController(Controller):
@@ -23,7 +26,9 @@ class KeysController(Controller):
     guards = [require(m.Role.ADMIN)]
 
     @post("/", operation_id="createKey", summary="Create an API key (shown once)")
-    async def create(self, request: Request[Any, Any, Any], data: KeyCreate) -> KeyCreated:
+    async def create(
+        self, request: Request[Any, Any, Any], data: JSONBody[KeyCreate]
+    ) -> KeyCreated:
         core: Core = request.app.state.core
         async with core.sessions() as session, session.begin():
             row, secret = await apikeys.create_key(
@@ -34,7 +39,9 @@ class KeysController(Controller):
                 known_calendars=set(core.catalog.calendars),
                 now=core.clock.now(),
             )
-        return KeyCreated(row.id, row.name, row.role, list(row.calendar_ids), row.created_at, secret)
+        return KeyCreated(
+            row.id, row.name, row.role, list(row.calendar_ids), row.created_at, secret
+        )
 
     @get("/", operation_id="listKeys", summary="API keys (without their secrets)")
     async def list_keys(self, request: Request[Any, Any, Any]) -> list[KeyOut]:
@@ -43,7 +50,9 @@ class KeysController(Controller):
             return [_out(row) for row in await apikeys.list_keys(session)]
 
     @delete("/{key_id:str}", operation_id="revokeKey", summary="Revoke an API key")
-    async def revoke(self, request: Request[Any, Any, Any], key_id: str) -> None:
+    async def revoke(
+        self, request: Request[Any, Any, Any], key_id: Annotated[str, PathParameter(max_length=64)]
+    ) -> None:
         core: Core = request.app.state.core
         async with core.sessions() as session, session.begin():
             await apikeys.revoke_key(session, key_id, core.clock.now())

@@ -243,7 +243,10 @@ def problem(
 def field_errors(errors: list[e.FieldError], lang: str) -> list[dict[str, str]]:
     texts = FIELD_MESSAGES[lang]
     return [
-        {"field": err.field, "message": _format(texts.get(err.message_key, "{message}"), err.params)}
+        {
+            "field": err.field,
+            "message": _format(texts.get(err.message_key, "{message}"), err.params),
+        }
         for err in errors
     ]
 
@@ -267,9 +270,7 @@ def domain_error_response(request: Request[Any, Any, Any], exc: e.DomainError) -
     return problem(exc.code, lang, params=params)
 
 
-def http_error_response(
-    request: Request[Any, Any, Any], exc: HTTPException
-) -> Response[bytes]:
+def http_error_response(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
     lang = language_of(request)
     if isinstance(exc, ValidationException):
         errors = []
@@ -304,9 +305,7 @@ def http_error_response(
     return problem("unavailable" if exc.status_code == 503 else "internal_error", lang)
 
 
-def unexpected_error_response(
-    request: Request[Any, Any, Any], exc: Exception
-) -> Response[bytes]:
+def unexpected_error_response(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     log.exception("unexpected error on %s %s", request.method, request.url.path)
     return problem("internal_error", language_of(request))
 

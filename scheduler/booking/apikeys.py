@@ -29,8 +29,10 @@ class Principal:
     calendar_ids: frozenset[str]
 
     def may_see_calendar(self, calendar_id: str) -> bool:
-        return self.role is m.Role.ADMIN or calendar_id in self.calendar_ids or (
-            self.role is m.Role.AGENT
+        return (
+            self.role is m.Role.ADMIN
+            or calendar_id in self.calendar_ids
+            or (self.role is m.Role.AGENT)
         )
 
 
@@ -102,9 +104,7 @@ async def principal_for(session: AsyncSession, secret: str) -> Principal | None:
     """The principal of a presented key, or None for an unknown or revoked one."""
     if role_of_key(secret) is None or len(secret) > 200:
         return None
-    row = await session.scalar(
-        select(m.ApiKey).where(m.ApiKey.key_hash == hash_secret(secret))
-    )
+    row = await session.scalar(select(m.ApiKey).where(m.ApiKey.key_hash == hash_secret(secret)))
     if row is None or row.revoked_at is not None:
         return None
     return Principal(row.id, m.Role(row.role), row.name, frozenset(row.calendar_ids))

@@ -67,7 +67,9 @@ class DayCache:
         self._size = size
         self._data: OrderedDict[tuple[object, ...], DayStarts] = OrderedDict()
 
-    def get_or_compute(self, key: tuple[object, ...], compute: Callable[[], DayStarts]) -> DayStarts:
+    def get_or_compute(
+        self, key: tuple[object, ...], compute: Callable[[], DayStarts]
+    ) -> DayStarts:
         found = self._data.get(key)
         if found is not None:
             self._data.move_to_end(key)

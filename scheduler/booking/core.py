@@ -19,8 +19,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from scheduler.booking import availability as av
-from scheduler.booking.changes import ChangeFeed
 from scheduler.booking.catalog import Catalog, ServiceInfo, current_version, load_catalog
+from scheduler.booking.changes import ChangeFeed
 from scheduler.booking.counters import encode_free, sql_free_cells
 from scheduler.booking.errors import FieldError, NotFound, ValidationFailed
 from scheduler.booking.gate import Gate
@@ -130,14 +130,14 @@ class Core:
             async with asyncio.timeout(2), self.engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
             return True
-        except Exception:  # noqa: BLE001 - any failure means "down"
+        except Exception:
             return False
 
     async def redis_ok(self) -> bool:
         try:
             async with asyncio.timeout(1):
                 return bool(await self.redis.ping())
-        except Exception:  # noqa: BLE001
+        except Exception:
             return False
 
     # -- reads ------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from scheduler.booking import models as m
-from scheduler.calendar.grid import OpeningRule, RuleError, validate_rules
+from scheduler.calendar.grid import VALID_SLOT_MINUTES, OpeningRule, RuleError, validate_rules
 
 Slug = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
@@ -160,7 +160,7 @@ def parse_seed(text: str, source: str = "seed") -> Seed:
         seed = msgspec.convert(raw, Seed)
     except msgspec.ValidationError as exc:
         raise SeedError(_locate(str(exc), text, source, raw)) from None
-    problems = _check_references(seed)
+    problems = _check_references(seed, text)
     if problems:
         raise SeedError(f"{source}: " + "; ".join(problems))
     return seed
@@ -176,6 +176,9 @@ def _locate(message: str, text: str, source: str, raw: dict[str, object]) -> str
     if not found:
         return f"{source}: {what}"
     parts = re.findall(r"\.([A-Za-z_]+)|\[(\d+)\]", found.group(1))
+    named = re.search(r"(?:unknown|missing required) field `([^`]+)`", message)
+    if named:  # the path ends at the table: add the field, so path and line name it
+        parts.append((named.group(1), ""))
     path = "".join(f".{k}" if k else f"[{i}]" for k, i in parts).lstrip(".")
     line = _line_of(text, [(k, int(i) if i else None) for k, i in parts])
     ident = ""
@@ -216,112 +219,169 @@ def _line_of(text: str, parts: list[tuple[str, int | None]]) -> int | None:
     return pos or None
 
 
-def _check_references(seed: Seed) -> list[str]:
+def _check_references(seed: Seed, text: str = "") -> list[str]:
+    """Problems msgspec cannot see (references, time zones, the slot grid), each starting with
+    the path of the offending value and, where it can be found in ``text``, its line."""
     problems: list[str] = []
 
-    def unique(kind: str, ids: list[str]) -> None:
-        for ident, count in Counter(ids).items():
-            if count > 1:
-                problems.append(f"{kind} id {ident!r} is used {count} times")
+    def at(*path: str | int) -> str:
+        parts = [("", p) if isinstance(p, int) else (p, None) for p in path]
+        label = "".join(f".{k}" if k else f"[{i}]" for k, i in parts).lstrip(".")
+        line = _line_of(text, parts) if text else None
+        return f"{label} (line {line})" if line else label
+
+    def problem(message: str, *path: str | int) -> None:
+        entry = f"{at(*path)}: {message}"
+        if entry not in problems:
+            problems.append(entry)
+
+    def unique(kind: str, table: str, ids: list[str]) -> None:
+        counts = Counter(ids)
+        seen: set[str] = set()
+        for n, ident in enumerate(ids):
+            if ident in seen:
+                problem(f"{kind} id {ident!r} is used {counts[ident]} times", table, n, "id")
+            seen.add(ident)
 
     try:
         ZoneInfo(seed.municipality.timezone)
     except (ZoneInfoNotFoundError, ValueError):
-        problems.append(f"municipality.timezone: unknown time zone {seed.municipality.timezone!r}")
-    unique("location", [x.id for x in seed.locations])
-    unique("calendar", [x.id for x in seed.calendars])
-    unique("service", [x.id for x in seed.services])
-    unique("campaign", [x.id for x in seed.campaigns])
+        problem(f"unknown time zone {seed.municipality.timezone!r}", "municipality", "timezone")
+    unique("location", "locations", [x.id for x in seed.locations])
+    unique("calendar", "calendars", [x.id for x in seed.calendars])
+    unique("service", "services", [x.id for x in seed.services])
+    unique("campaign", "campaigns", [x.id for x in seed.campaigns])
     locations = {x.id for x in seed.locations}
-    hours = {h.id for h in seed.opening_hours}
     calendars = {c.id: c for c in seed.calendars}
     services = {s.id: s for s in seed.services}
     campaigns = {c.id for c in seed.campaigns}
-    for loc in seed.locations:
+    for n, loc in enumerate(seed.locations):
         if loc.timezone:
             try:
                 ZoneInfo(loc.timezone)
             except (ZoneInfoNotFoundError, ValueError):
-                problems.append(f"location {loc.id!r}: unknown time zone {loc.timezone!r}")
-    def moment_type(label: str, value: Any, *, day_only: bool = False, optional: bool = True) -> None:
+                problem(f"unknown time zone {loc.timezone!r}", "locations", n, "timezone")
+
+    def moment_type(
+        value: Any, *path: str | int, day_only: bool = False, optional: bool = True
+    ) -> None:
         if value is None and optional:
             return
         allowed: tuple[type, ...] = (date, str) if day_only else (date, datetime, str)
         if not isinstance(value, allowed) or (day_only and isinstance(value, datetime)):
             kind = "a date" if day_only else "a date or date-time"
-            problems.append(f"{label}: expected {kind} or a relative value like '+2d'")
+            problem(f"expected {kind} or a relative value like '+2d'", *path)
+        elif isinstance(value, str):
+            try:
+                resolve_moment(value, datetime(2000, 1, 1, tzinfo=UTC), ZoneInfo("UTC"))
+            except SeedError as exc:
+                problem(str(exc), *path)
 
-    for h in seed.opening_hours:
-        moment_type(f"opening_hours {h.id!r}: valid_from", h.valid_from, day_only=True)
-        moment_type(f"opening_hours {h.id!r}: valid_to", h.valid_to, day_only=True)
-        try:
-            _hours_rules(h, date(2000, 1, 1))
-        except (SeedError, ValueError) as exc:
-            problems.append(f"opening_hours {h.id!r}: {exc}")
-    for cal in seed.calendars:
+    # Opening hours: each interval on its own (so the error names it), then the set of them,
+    # for every slot length of the calendars that use them.
+    slot_lengths = {
+        h.id: sorted(
+            {c.slot_minutes for c in seed.calendars if c.hours == h.id}
+            & set(VALID_SLOT_MINUTES)  # other lengths are reported at the calendar
+        )
+        for h in seed.opening_hours
+    }
+    for n, h in enumerate(seed.opening_hours):
+        count = len(problems)
+        moment_type(h.valid_from, "opening_hours", n, "valid_from", day_only=True)
+        moment_type(h.valid_to, "opening_hours", n, "valid_to", day_only=True)
+        valid = len(problems) == count
+        valid_from = _resolve_day(h.valid_from, None) if valid else None
+        valid_to = _resolve_day(h.valid_to, None) if valid else None
+        if valid_from is not None and valid_to is not None and valid_from > valid_to:
+            message = f"valid_to {valid_to} is before valid_from {valid_from}"
+            problem(message, "opening_hours", n, "valid_to")
+        rules: list[OpeningRule] = []
+        for weekday, name in enumerate(WEEKDAYS):
+            for j, interval in enumerate(getattr(h, name)):
+                try:
+                    start, end = (_parse_time(x) for x in interval.split("-"))
+                except SeedError as exc:
+                    problem(str(exc), "opening_hours", n, name, j)
+                    continue
+                rule = OpeningRule(weekday, start, end)
+                for minutes in slot_lengths[h.id]:
+                    try:
+                        validate_rules([rule], minutes)
+                    except RuleError as exc:
+                        message = re.sub(r"^rule #0 \((.*?)\)", r"\1", str(exc))
+                        problem(message, "opening_hours", n, name, j)
+                        break
+                else:
+                    rules.append(OpeningRule(weekday, start, end, valid_from, valid_to))
+        if len(problems) == count:
+            for minutes in slot_lengths[h.id]:
+                try:
+                    validate_rules(rules, minutes)
+                except RuleError as exc:
+                    problem(str(exc), "opening_hours", n)
+                    break
+    for n, cal in enumerate(seed.calendars):
         if cal.location not in locations:
-            problems.append(f"calendar {cal.id!r}: unknown location {cal.location!r}")
-        if cal.hours not in hours:
-            problems.append(f"calendar {cal.id!r}: unknown opening_hours {cal.hours!r}")
-            continue
-        rules = [
-            r for h in seed.opening_hours if h.id == cal.hours for r in _hours_rules(h, None)
-        ]
+            problem(f"unknown location {cal.location!r}", "calendars", n, "location")
+        if cal.hours not in slot_lengths:
+            problem(f"unknown opening_hours {cal.hours!r}", "calendars", n, "hours")
         try:
-            validate_rules(rules, cal.slot_minutes)
+            validate_rules([], cal.slot_minutes)
         except RuleError as exc:
-            problems.append(f"calendar {cal.id!r}: {exc}")
-    for svc in seed.services:
+            problem(str(exc), "calendars", n, "slot_minutes")
+    seen: set[tuple[int, int]] = set()  # (service, slot length) misfits reported
+    for n, svc in enumerate(seed.services):
         if svc.location not in locations:
-            problems.append(f"service {svc.id!r}: unknown location {svc.location!r}")
+            problem(f"unknown location {svc.location!r}", "services", n, "location")
         if svc.campaign is not None and svc.campaign not in campaigns:
-            problems.append(f"service {svc.id!r}: unknown campaign {svc.campaign!r}")
-        for req in svc.requirements:
+            problem(f"unknown campaign {svc.campaign!r}", "services", n, "campaign")
+        for r, req in enumerate(svc.requirements):
+            pool = ("services", n, "requirements", r, "pool")
             for cal_id in req.pool:
                 cal = calendars.get(cal_id)
                 if cal is None:
-                    problems.append(f"service {svc.id!r}: unknown calendar {cal_id!r}")
+                    problem(f"service {svc.id!r}: unknown calendar {cal_id!r}", *pool)
                 elif cal.location != svc.location:
-                    problems.append(
-                        f"service {svc.id!r}: calendar {cal_id!r} is at another location"
-                    )
-                elif svc.duration_minutes % cal.slot_minutes:
-                    problems.append(
+                    message = f"service {svc.id!r}: calendar {cal_id!r} is at another location"
+                    problem(message, *pool)
+                elif svc.duration_minutes % cal.slot_minutes and (n, cal.slot_minutes) not in seen:
+                    seen.add((n, cal.slot_minutes))
+                    message = (
                         f"service {svc.id!r}: duration {svc.duration_minutes} min is not a "
-                        f"whole number of {cal_id!r}'s {cal.slot_minutes}-minute slots"
+                        f"whole number of {cal.slot_minutes}-minute slots (calendar {cal_id!r})"
                     )
-    for camp in seed.campaigns:
+                    problem(message, "services", n, "duration_minutes")
+    for n, camp in enumerate(seed.campaigns):
         if camp.location not in locations:
-            problems.append(f"campaign {camp.id!r}: unknown location {camp.location!r}")
-        for ref in (camp.first_service, camp.second_service):
+            problem(f"unknown location {camp.location!r}", "campaigns", n, "location")
+        for field_name in ("first_service", "second_service"):
+            ref = getattr(camp, field_name)
             if ref is not None and ref not in services:
-                problems.append(f"campaign {camp.id!r}: unknown service {ref!r}")
+                problem(f"unknown service {ref!r}", "campaigns", n, field_name)
         if camp.second_dose_days and not 0 < camp.second_dose_days[0] <= camp.second_dose_days[1]:
-            problems.append(f"campaign {camp.id!r}: second_dose_days must be [min, max], min > 0")
-        moment_type(f"campaign {camp.id!r}: opens_at", camp.opens_at, optional=False)
-        moment_type(f"campaign {camp.id!r}: closes_at", camp.closes_at)
-        for label, value in (("opens_at", camp.opens_at), ("closes_at", camp.closes_at)):
-            if isinstance(value, str):
-                try:
-                    resolve_moment(value, datetime(2000, 1, 1, tzinfo=UTC), ZoneInfo("UTC"))
-                except SeedError as exc:
-                    problems.append(f"campaign {camp.id!r}: {label}: {exc}")
+            message = "second_dose_days must be [min, max], min > 0"
+            problem(message, "campaigns", n, "second_dose_days")
+        moment_type(camp.opens_at, "campaigns", n, "opens_at", optional=False)
+        moment_type(camp.closes_at, "campaigns", n, "closes_at")
     for n, cl in enumerate(seed.closures):
-        moment_type(f"closures[{n}].start", cl.start, optional=False)
-        moment_type(f"closures[{n}].end", cl.end)
+        moment_type(cl.start, "closures", n, "start", optional=False)
+        moment_type(cl.end, "closures", n, "end")
         if (cl.location is None) == (cl.calendar is None):
-            problems.append(f"closures[{n}]: give exactly one of location or calendar")
+            problem("give exactly one of location or calendar", "closures", n)
         if cl.location is not None and cl.location not in locations:
-            problems.append(f"closures[{n}]: unknown location {cl.location!r}")
+            problem(f"unknown location {cl.location!r}", "closures", n, "location")
         if cl.calendar is not None and cl.calendar not in calendars:
-            problems.append(f"closures[{n}]: unknown calendar {cl.calendar!r}")
+            problem(f"unknown calendar {cl.calendar!r}", "closures", n, "calendar")
     return problems
 
 
 def _parse_time(text: str) -> time:
     hours, minutes = (int(x) for x in text.split(":"))
     if hours == 24 and minutes == 0:
-        return time(23, 59, 59, 999999)
+        # The slot grid has no end-of-day time (an end of 00:00 is not allowed): say so here
+        # instead of failing later on 23:59:59.999999 as "not aligned to the slot grid".
+        raise SeedError("24:00 cannot end an interval: end it at the last slot before midnight")
     if not (0 <= hours < 24 and 0 <= minutes < 60):
         raise SeedError(f"{text} is not a time of day")
     return time(hours, minutes)
@@ -567,4 +627,6 @@ async def bump_catalog(session: AsyncSession, now: datetime, *, seeded: bool = F
 
 
 async def is_seeded(session: AsyncSession) -> bool:
-    return (await session.scalar(select(m.CatalogState.seeded_at).where(m.CatalogState.id == 1))) is not None
+    return (
+        await session.scalar(select(m.CatalogState.seeded_at).where(m.CatalogState.id == 1))
+    ) is not None

@@ -69,7 +69,10 @@ async def materialize_calendar(
         row.starts_at: row
         for row in await session.execute(
             select(
-                m.Slot.id, m.Slot.starts_at, m.Slot.capacity, m.Slot.booked,
+                m.Slot.id,
+                m.Slot.starts_at,
+                m.Slot.capacity,
+                m.Slot.booked,
                 m.Slot.capacity_overridden,
             ).where(
                 m.Slot.calendar_id == calendar.id,

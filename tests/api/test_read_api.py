@@ -40,7 +40,11 @@ async def test_locations_and_calendars(client: Client) -> None:
     assert all(loc["timezone"] == "Europe/Berlin" for loc in locations)
     calendars = (await client.get("/api/v1/calendars", params={"location": "rathaus"})).json()
     assert sorted(c["id"] for c in calendars) == [
-        "sachbearbeitung-1", "sachbearbeitung-2", "sachbearbeitung-3", "schalter-1", "schalter-2"
+        "sachbearbeitung-1",
+        "sachbearbeitung-2",
+        "sachbearbeitung-3",
+        "schalter-1",
+        "schalter-2",
     ]
     unknown = await client.get("/api/v1/calendars", params={"location": "mond"})
     assert unknown.status_code == 404
@@ -72,7 +76,9 @@ async def test_thirty_minute_service_needs_a_clerk_and_a_room(client: Client) ->
     ).json()
     # starts every 15 minutes where 30 minutes fit; two rooms limit it to 2 at once
     assert rows[0] == {
-        "start": "2026-11-30T08:00:00+01:00", "end": "2026-11-30T08:30:00+01:00", "free": 2
+        "start": "2026-11-30T08:00:00+01:00",
+        "end": "2026-11-30T08:30:00+01:00",
+        "free": 2,
     }
     starts = [r["start"][11:16] for r in rows]
     assert "11:45" not in starts and "11:30" in starts
@@ -83,7 +89,8 @@ async def test_notice_and_holidays_and_weekends(client: Client) -> None:
     # now is Monday 2026-11-23 07:00 local; notice 60 min: first start 08:00 today
     rows = (
         await client.get(
-            "/api/v1/services/hund-anmelden/slots", params={"from": "2026-11-23", "to": "2026-11-29"}
+            "/api/v1/services/hund-anmelden/slots",
+            params={"from": "2026-11-23", "to": "2026-11-29"},
         )
     ).json()
     assert rows[0]["start"] == "2026-11-23T08:00:00+01:00"
@@ -91,7 +98,8 @@ async def test_notice_and_holidays_and_weekends(client: Client) -> None:
     assert "2026-11-28" not in days and "2026-11-29" not in days  # weekend
     christmas = (
         await client.get(
-            "/api/v1/services/hund-anmelden/slots", params={"from": "2026-12-24", "to": "2026-12-26"}
+            "/api/v1/services/hund-anmelden/slots",
+            params={"from": "2026-12-24", "to": "2026-12-26"},
         )
     ).json()
     assert {r["start"][:10] for r in christmas} == {"2026-12-24"}  # 25th/26th are holidays
@@ -101,7 +109,8 @@ async def test_horizon_of_the_service(client: Client) -> None:
     # bookable 90 days ahead: 2027-02-21 is the last day (a Sunday) → last rows on 2027-02-19
     rows = (
         await client.get(
-            "/api/v1/services/hund-anmelden/slots", params={"from": "2027-02-15", "to": "2027-03-01"}
+            "/api/v1/services/hund-anmelden/slots",
+            params={"from": "2027-02-15", "to": "2027-03-01"},
         )
     ).json()
     assert rows
@@ -127,7 +136,9 @@ async def test_past_days_are_empty(client: Client) -> None:
         ({"from": "99999-01-01", "to": "2026-12-01"}, "from"),
     ],
 )
-async def test_bad_ranges_are_422_problems(client: Client, params: dict[str, str], field: str) -> None:
+async def test_bad_ranges_are_422_problems(
+    client: Client, params: dict[str, str], field: str
+) -> None:
     response = await client.get("/api/v1/services/hund-anmelden/slots", params=params)
     assert response.status_code == 422
     assert response.headers["content-type"].startswith("application/problem+json")
