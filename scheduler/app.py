@@ -14,6 +14,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, ScalarRenderPlugin, SwaggerRenderPlugin
 
 from scheduler import __version__
+from scheduler.api.bookings import BookingsController, HoldsController
 from scheduler.api.catalog import CatalogController, SlotsCache
 from scheduler.api.health import health
 from scheduler.api.keys import KeysController
@@ -61,6 +62,7 @@ def create_app(
                 secret_key=settings.secret_key or "",
                 hold_seconds=settings.hold_seconds,
                 horizon_days=settings.horizon_days,
+                unsafe_no_guard=settings.unsafe_disable_guards,
             )
             await core.refresh_catalog(force=True)
             await core.start()
@@ -69,6 +71,7 @@ def create_app(
             else:
                 await core.materialize()
             app.state.core = core
+            app.state.bookings = core.bookings
             app.state.settings = settings
             app.state.slots_cache = SlotsCache()
             app.state.redis_server = private
@@ -105,7 +108,7 @@ def create_app(
 
     api = Router(
         path="/api/v1",
-        route_handlers=[CatalogController, KeysController],
+        route_handlers=[CatalogController, HoldsController, BookingsController, KeysController],
     )
     return Litestar(
         route_handlers=[api, health],

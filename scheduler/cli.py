@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from datetime import timedelta
@@ -74,6 +75,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from scheduler.redisproc import RedisServer
 
     settings = settings.with_secret()
+    # uvicorn re-raises the signal that stopped it once it has shut down; SIGTERM's default
+    # action would then end this process before the ``finally`` below stops the private Redis
+    # (left running, orphaned). Treat SIGTERM as SIGINT, which uvicorn.run() catches.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     private: RedisServer | None = None
     try:
         redis_url = settings.redis_url

@@ -47,6 +47,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_level: str = "INFO"
     clock_offset_seconds: int = 0
     max_body_bytes: int = 1024 * 1024
+    # Test-only: switch off the Lua seat check and the conditional SQL update, so a race test's
+    # control run can show that it is able to see an overbooking. Never set it in production.
+    unsafe_disable_guards: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -64,7 +67,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raw[name] = value
         if unknown:
             raise SettingsError(f"unknown setting(s): {', '.join(sorted(unknown))}")
-        for name in ("rate_limits",):
+        for name in ("rate_limits", "unsafe_disable_guards"):
             if name in raw:
                 raw[name] = _parse_bool(PREFIX + name.upper(), str(raw[name]))
         try:

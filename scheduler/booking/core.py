@@ -23,7 +23,9 @@ from scheduler.booking.catalog import Catalog, ServiceInfo, current_version, loa
 from scheduler.booking.changes import ChangeFeed
 from scheduler.booking.counters import encode_free, sql_free_cells
 from scheduler.booking.errors import FieldError, NotFound, ValidationFailed
+from scheduler.booking.bookings import BookingService
 from scheduler.booking.gate import Gate
+from scheduler.booking.holds import Reservations
 from scheduler.booking.slots import horizon, materialize_all
 from scheduler.clock import Clock
 
@@ -50,12 +52,15 @@ class Core:
         secret_key: str,
         hold_seconds: int = 600,
         horizon_days: int = 120,
+        unsafe_no_guard: bool = False,
     ) -> None:
         self.engine = engine
         self.sessions = sessions
         self.redis = redis
         self.gate = Gate(redis)
         self.changes = ChangeFeed(redis)
+        self.reservations = Reservations(redis, unsafe_no_guard=unsafe_no_guard)
+        self.bookings = BookingService(self, self.reservations, unsafe_no_guard=unsafe_no_guard)
         self.clock = clock
         self.secret_key = secret_key
         self.hold_seconds = hold_seconds
@@ -122,6 +127,17 @@ class Core:
                 extra={"reason": "catalog" if reloaded else "redis" if missing else "run_id"},
             )
             await self.rebuild_counters()
+
+    async def sweep_holds(self) -> int:
+        """Release expired holds of every location (the hold script also sweeps a few)."""
+        released = 0
+        now = self.clock.now()
+        for location_id in self.catalog.locations:
+            try:
+                released += await self.reservations.sweep(location_id, now)
+            except RedisError:
+                return released
+        return released
 
     # -- health -----------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ share the hash tag ``{location}`` so every script runs unchanged on Redis Cluste
     sch:{rathaus}:ver                     version, bumped by every write; missing = not built yet
     sch:{rathaus}:ep                      reconcile epoch
     sch:{rathaus}:hx                      zset: hold token -> expiry (ms)
-    sch:{rathaus}:h:<token>               hash: st (held|confirmed), exp, ce, cells
+    sch:{rathaus}:h:<token>               hash: st (held|claimed|confirmed), exp, ce, cells, p
     sch:{rathaus}:f:<calendar>:<yyyymmdd> free seats per cell
     sch:changes                           pub/sub channel: a location's counters changed
 
@@ -103,10 +103,10 @@ for _, token in ipairs(holds) do
   local h = redis.call('HMGET', hkey, 'st', 'exp', 'ce', 'cells')
   if not h[1] then
     redis.call('ZREM', KEYS[2], token)
-  elseif h[1] == 'held' and tonumber(h[2]) <= now then
+  elseif (h[1] == 'held' or h[1] == 'claimed') and tonumber(h[2]) <= now then
     redis.call('DEL', hkey)
     redis.call('ZREM', KEYS[2], token)
-  elseif h[1] == 'held' or tonumber(h[3] or '0') >= epoch then
+  elseif h[1] == 'held' or h[1] == 'claimed' or tonumber(h[3] or '0') >= epoch then
     kept = kept + 1
     for cal, day, cell, seats in string.gmatch(h[4], '([^|;]+)|([^|;]+)|([^|;]+)|([^|;]+)') do
       local key = base .. 'f:' .. cal .. ':' .. day

@@ -272,6 +272,7 @@ class Booking(Base):
     sequence: Mapped[int] = mapped_column(Integer, default=0)
     pending_until: Mapped[datetime | None]
     erased_at: Mapped[datetime | None]
+    hold_key: Mapped[str | None] = mapped_column(String(64), unique=True)
 
     appointments: Mapped[list[Appointment]] = relationship(
         back_populates="booking", cascade="all, delete-orphan", order_by="Appointment.position"
@@ -306,6 +307,20 @@ class BookingSlot(Base):
     )
     slot_id: Mapped[int] = mapped_column(ForeignKey("slots.id"), primary_key=True, index=True)
     seats: Mapped[int] = mapped_column(Integer)
+
+
+class PersonClaim(Base):
+    """One of a person's active bookings of a service, per identifier: the unique key makes the
+    per-person limit hold under concurrent confirms on every database."""
+
+    __tablename__ = "person_claims"
+
+    service_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    person_key: Mapped[str] = mapped_column(String(32), primary_key=True)
+    n: Mapped[int] = mapped_column(Integer, primary_key=True)
+    booking_id: Mapped[str] = mapped_column(
+        ForeignKey("bookings.id", ondelete="CASCADE"), index=True
+    )
 
 
 class IdempotencyRecord(Base):

@@ -1,7 +1,8 @@
 """Slot materialization: opening rules and closures become slot rows for a rolling horizon.
 
 Idempotent (running it twice changes nothing), keeps staff's per-slot capacity changes, and never
-deletes a slot that holds seats: such slots are reported, so the affected bookings can be moved.
+deletes a slot that holds seats: such slots are reported, so the affected bookings can be moved,
+and offer no further seats (their capacity shrinks to what is booked).
 """
 
 from __future__ import annotations
@@ -111,9 +112,19 @@ async def materialize_calendar(
         await session.execute(
             update(m.Slot).where(m.Slot.id.in_(chunk)).values(capacity=calendar.capacity)
         )
-    report.updated = len(recapacity)
     stale = [row.id for row in existing.values() if row.booked == 0]
     report.kept_booked += [row.id for row in existing.values() if row.booked > 0]
+    # A booked slot that is no longer open (a closure, changed hours) stays for its bookings,
+    # but must not offer its spare seats: its capacity shrinks to what is booked (and a staff
+    # override ends with it; should the slot open again, it gets the calendar's capacity).
+    shrink = [row.id for row in existing.values() if 0 < row.booked < row.capacity]
+    for start in range(0, len(shrink), 500):
+        await session.execute(
+            update(m.Slot)
+            .where(m.Slot.id.in_(shrink[start : start + 500]))
+            .values(capacity=m.Slot.booked, capacity_overridden=False)
+        )
+    report.updated = len(recapacity) + len(shrink)
     for start in range(0, len(stale), 500):
         await session.execute(delete(m.Slot).where(m.Slot.id.in_(stale[start : start + 500])))
     report.deleted = len(stale)

@@ -1,4 +1,4 @@
-"""The admin API for API keys: who may call it, what a key looks like, and that it is stored hashed."""
+"""The admin API for API keys: who may call it, what a key looks like, that it is stored hashed."""
 
 from __future__ import annotations
 
@@ -80,9 +80,7 @@ async def test_other_roles_are_403(client: Client, core: Core, role: str) -> Non
         "Bearer sk_admin_" + "x" * 300,
     ],
 )
-async def test_garbage_credentials_are_401(
-    client: Client, admin: str, authorization: str
-) -> None:
+async def test_garbage_credentials_are_401(client: Client, admin: str, authorization: str) -> None:
     response = await client.post(
         KEYS, json={"role": "agent", "name": "Anna"}, headers={"Authorization": authorization}
     )
@@ -90,9 +88,7 @@ async def test_garbage_credentials_are_401(
 
 
 async def test_the_admin_key_without_bearer_scheme_is_401(client: Client, admin: str) -> None:
-    assert_problem(
-        await client.get(KEYS, headers={"Authorization": admin}), 401, "unauthorized"
-    )
+    assert_problem(await client.get(KEYS, headers={"Authorization": admin}), 401, "unauthorized")
     assert_problem(
         await client.get(KEYS, headers={"Authorization": f"Basic {admin}"}), 401, "unauthorized"
     )
@@ -205,7 +201,9 @@ async def test_bad_bodies_are_422(
     error = body["errors"][0]
     # A missing or unknown field is reported by msgspec on the whole body ("data"); the
     # message then names the field.
-    assert error["field"] == field or (error["field"] == "data" and f"`{field}`" in error["message"])
+    assert error["field"] == field or (
+        error["field"] == "data" and f"`{field}`" in error["message"]
+    )
 
 
 async def test_nothing_is_created_by_a_rejected_request(client: Client, admin: str) -> None:
@@ -235,7 +233,9 @@ async def test_revoked_key_is_401_at_once(client: Client, admin: str) -> None:
     assert_problem(
         await client.delete(f"{KEYS}/{created['id']}", headers=bearer(admin)), 404, "not_found"
     )
-    body = assert_problem(await client.delete(f"{KEYS}/ffffffffffff", headers=bearer(admin)), 404, "not_found")
+    body = assert_problem(
+        await client.delete(f"{KEYS}/ffffffffffff", headers=bearer(admin)), 404, "not_found"
+    )
     assert "ffffffffffff" in body["detail"]
 
 

@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: 6627d5a2e301
+Revision ID: 6c2deb57c75e
 Revises: 
-Create Date: 2026-11-25 05:48:30.462737
+Create Date: 2026-11-25 06:02:55.969382
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from alembic import op
 
 
 
-revision: str = '6627d5a2e301'
+revision: str = '6c2deb57c75e'
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
@@ -95,8 +95,10 @@ def upgrade() -> None:
     sa.Column('sequence', sa.Integer(), nullable=False),
     sa.Column('pending_until', sa.DateTime(timezone=True), nullable=True),
     sa.Column('erased_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('hold_key', sa.String(length=64), nullable=True),
     sa.ForeignKeyConstraint(['location_id'], ['locations.id'], name=op.f('fk_bookings_location_id_locations')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_bookings')),
+    sa.UniqueConstraint('hold_key', name=op.f('uq_bookings_hold_key')),
     sa.UniqueConstraint('reference', name=op.f('uq_bookings_reference'))
     )
     with op.batch_alter_table('bookings', schema=None) as batch_op:
@@ -183,6 +185,17 @@ def upgrade() -> None:
     with op.batch_alter_table('opening_rules', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_opening_rules_calendar_id'), ['calendar_id'], unique=False)
 
+    op.create_table('person_claims',
+    sa.Column('service_id', sa.String(length=64), nullable=False),
+    sa.Column('person_key', sa.String(length=32), nullable=False),
+    sa.Column('n', sa.Integer(), nullable=False),
+    sa.Column('booking_id', sa.String(length=32), nullable=False),
+    sa.ForeignKeyConstraint(['booking_id'], ['bookings.id'], name=op.f('fk_person_claims_booking_id_bookings'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('service_id', 'person_key', 'n', name=op.f('pk_person_claims'))
+    )
+    with op.batch_alter_table('person_claims', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_person_claims_booking_id'), ['booking_id'], unique=False)
+
     op.create_table('services',
     sa.Column('id', sa.String(length=64), nullable=False),
     sa.Column('location_id', sa.String(length=64), nullable=False),
@@ -263,6 +276,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_services_location_id'))
 
     op.drop_table('services')
+    with op.batch_alter_table('person_claims', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_person_claims_booking_id'))
+
+    op.drop_table('person_claims')
     with op.batch_alter_table('opening_rules', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_opening_rules_calendar_id'))
 

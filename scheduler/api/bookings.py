@@ -1,0 +1,415 @@
+"""Holds and bookings: hold a slot, confirm it (or book in one step), read, cancel, reschedule.
+
+Every POST accepts ``Idempotency-Key``: the same key and body replay the first answer; the same
+key with another body is 422 ``idempotency_key_reused``.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+import msgspec
+from litestar import Controller, Request, Response, delete, get, post
+from litestar.params import JSONBody, PathParameter
+
+from scheduler.api.auth import bearer, current_principal
+from scheduler.api.params import parse_moment
+from scheduler.booking import codes
+from scheduler.booking import models as m
+from scheduler.booking.apikeys import Principal
+from scheduler.booking.bookings import (
+    Actor,
+    BookingRequest,
+    BookingService,
+    BookingView,
+    Person,
+)
+from scheduler.booking.core import Core
+from scheduler.booking.errors import FieldError, Forbidden, NotFound, ValidationFailed
+from scheduler.booking.idempotency import IdempotencyKey, Replay
+
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Email = Annotated[str, msgspec.Meta(max_length=254)]
+Phone = Annotated[str, msgspec.Meta(max_length=32)]
+Slug = Annotated[str, msgspec.Meta(max_length=64)]
+
+
+class PersonIn(msgspec.Struct, forbid_unknown_fields=True):
+    name: Name
+    email: Email | None = None
+    phone: Phone | None = None
+    birth_date: date | None = None
+    postcode: Annotated[str, msgspec.Meta(pattern=r"^\d{5}$")] | None = None
+
+
+class HoldCreate(msgspec.Struct, forbid_unknown_fields=True):
+    start: Annotated[str, msgspec.Meta(max_length=40)]
+    service_id: Slug | None = None
+    service_ids: Annotated[list[Slug], msgspec.Meta(max_length=5)] | None = None
+    seats: Annotated[int, msgspec.Meta(ge=1, le=20)] = 1
+    channel: Literal["online", "phone", "counter"] | None = None
+
+
+class AppointmentOut(msgspec.Struct):
+    service_id: str
+    start: str
+    end: str
+
+
+class HoldOut(msgspec.Struct):
+    hold_id: str
+    expires_at: str
+    appointments: list[AppointmentOut]
+
+
+class BookingCreate(msgspec.Struct, forbid_unknown_fields=True):
+    citizen: PersonIn
+    hold_id: Annotated[str, msgspec.Meta(max_length=150)] | None = None
+    service_id: Slug | None = None
+    service_ids: Annotated[list[Slug], msgspec.Meta(max_length=5)] | None = None
+    start: Annotated[str, msgspec.Meta(max_length=40)] | None = None
+    seats: Annotated[int, msgspec.Meta(ge=1, le=20)] = 1
+    contact: PersonIn | None = None
+    channel: Literal["online", "phone", "counter"] | None = None
+    consent: bool = False
+    language: Literal["de", "en"] | None = None
+
+
+class Reschedule(msgspec.Struct, forbid_unknown_fields=True):
+    hold_id: Annotated[str, msgspec.Meta(max_length=150)]
+
+
+class BookedAppointment(msgspec.Struct):
+    service_id: str
+    start: str
+    end: str
+    calendar_ids: list[str]
+
+
+class PersonOut(msgspec.Struct, omit_defaults=True):
+    name: str | None
+    email: str | None = None
+    phone: str | None = None
+    birth_date: date | None = None
+    postcode: str | None = None
+
+
+class BookingOut(msgspec.Struct, omit_defaults=True):
+    reference: str
+    status: str
+    channel: str
+    service_ids: list[str]
+    start: str
+    end: str
+    appointments: list[BookedAppointment]
+    citizen: PersonOut
+    contact: PersonOut | None = None
+    location_id: str = ""
+    manage_token: str | None = None
+    spelled_reference: str | None = None
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def _service(request: Request[Any, Any, Any]) -> BookingService:
+    return request.app.state.bookings  # type: ignore[no-any-return]
+
+
+def _core(request: Request[Any, Any, Any]) -> Core:
+    return request.app.state.core  # type: ignore[no-any-return]
+
+
+def _service_ids(service_id: str | None, service_ids: list[str] | None) -> list[str]:
+    if service_ids:
+        if service_id is not None:
+            raise ValidationFailed(FieldError("service_ids", "either_or"))
+        return list(service_ids)
+    if service_id is None:
+        raise ValidationFailed(FieldError("service_id", "required"))
+    return [service_id]
+
+
+def _channel(requested: str | None, principal: Principal | None) -> str:
+    """Anonymous callers book online; ``phone`` needs an agent key, ``counter`` agent or staff."""
+    role = principal.role if principal else None
+    channel = requested or ("phone" if role is m.Role.AGENT else "online")
+    if channel == "phone" and role not in (m.Role.AGENT, m.Role.ADMIN):
+        raise Forbidden()
+    if channel == "counter" and role not in (m.Role.AGENT, m.Role.STAFF, m.Role.ADMIN):
+        raise Forbidden()
+    return channel
+
+
+def _local(moment: datetime, core: Core, location_id: str) -> str:
+    return moment.astimezone(core.catalog.locations[location_id].tz).isoformat()
+
+
+def _parts(
+    core: Core, service_ids: list[str], start: datetime
+) -> list[tuple[str, datetime, datetime]]:
+    out = []
+    cursor = start
+    for service_id in service_ids:
+        service = core.catalog.services[service_id]
+        end = cursor + timedelta(minutes=service.duration_minutes)
+        out.append((service_id, cursor, end))
+        cursor = end
+    return out
+
+
+def booking_out(
+    core: Core, booking: BookingView | m.Booking, *, token: str | None = None, spell: bool = False
+) -> BookingOut:
+    if isinstance(booking, BookingView):
+        appointments = [
+            (a.service_ids, a.start, a.end, a.calendar_ids) for a in booking.appointments
+        ]
+        citizen = booking.citizen
+        contact = booking.contact
+        citizen_out = PersonOut(citizen.name, None if contact else citizen.email,
+                                None if contact else citizen.phone, citizen.birth_date,
+                                citizen.postcode)  # fmt: skip
+        contact_out = PersonOut(contact.name, contact.email, contact.phone) if contact else None
+        start, end = booking.start, booking.end
+    else:
+        appointments = [
+            (list(a.service_ids), a.starts_at, a.ends_at, list(a.calendar_ids))
+            for a in booking.appointments
+        ]
+        separate = booking.contact_name is not None
+        citizen_out = PersonOut(
+            booking.attendee_name,
+            None if separate else booking.contact_email,
+            None if separate else booking.contact_phone,
+            booking.attendee_birth_date,
+            booking.attendee_postcode,
+        )
+        contact_out = (
+            PersonOut(booking.contact_name, booking.contact_email, booking.contact_phone)
+            if separate
+            else None
+        )
+        start, end = booking.starts_at, booking.ends_at
+    location_id = booking.location_id
+    rows = []
+    service_ids: list[str] = []
+    for ids, a_start, _a_end, calendar_ids in appointments:
+        for service_id, s, e in _parts(core, ids, a_start):
+            service_ids.append(service_id)
+            rows.append(
+                BookedAppointment(
+                    service_id, _local(s, core, location_id), _local(e, core, location_id),
+                    calendar_ids,
+                )
+            )  # fmt: skip
+    reference = codes.format_reference(booking.reference)
+    return BookingOut(
+        reference=reference,
+        status=booking.status,
+        channel=booking.channel,
+        service_ids=service_ids,
+        start=_local(start, core, location_id),
+        end=_local(end, core, location_id),
+        appointments=rows,
+        citizen=citizen_out,
+        contact=contact_out,
+        location_id=location_id,
+        manage_token=token,
+        spelled_reference=codes.spell(booking.reference) if spell else None,
+    )
+
+
+def _person(data: PersonIn | None) -> Person | None:
+    if data is None:
+        return None
+    return Person(data.name, data.email, data.phone, data.birth_date, data.postcode)
+
+
+async def _idempotency(
+    request: Request[Any, Any, Any], principal: Principal | None
+) -> IdempotencyKey | None:
+    client_key = request.headers.get("idempotency-key")
+    if client_key is None:
+        return None
+    if not 1 <= len(client_key) <= 255:
+        raise ValidationFailed(FieldError("Idempotency-Key", "length", min=1, max=255))
+    body = await request.body()
+    caller = principal.key_id if principal else "anonymous"
+    return IdempotencyKey.of(caller, client_key, request.method, request.url.path, body)
+
+
+def _actor(request: Request[Any, Any, Any], principal: Principal | None) -> Actor:
+    return Actor(
+        principal.key_id if principal else None,
+        principal.role.value if principal else None,
+        request.scope.get("state", {}).get("request_id"),
+    )
+
+
+async def _authorized_booking(request: Request[Any, Any, Any], reference: str) -> m.Booking:
+    """The booking, if the caller may see it: its manage token, or an agent/admin key, or a
+    staff key with one of its calendars. Anything else is the same 404 as a missing booking."""
+    service = _service(request)
+    secret = bearer(request)
+    if secret is None:
+        raise NotFound("booking", reference)
+    principal = await current_principal(request) if secret.startswith("sk_") else None
+    booking = await service.find(reference)
+    if principal is not None:
+        if principal.role in (m.Role.AGENT, m.Role.ADMIN):
+            return booking
+        calendars = {c for a in booking.appointments for c in a.calendar_ids}
+        if principal.role is m.Role.STAFF and calendars & principal.calendar_ids:
+            return booking
+        raise NotFound("booking", reference)
+    if not service.token_matches(booking, secret):
+        raise NotFound("booking", reference)
+    return booking
+
+
+class HoldsController(Controller):
+    path = "/holds"
+    tags = ["booking"]
+
+    @post("/", operation_id="createHold", summary="Hold a slot for a few minutes")
+    async def create(
+        self, request: Request[Any, Any, Any], data: JSONBody[HoldCreate]
+    ) -> Response[HoldOut]:
+        body = data
+        principal = await current_principal(request)
+        core = _core(request)
+        service = _service(request)
+        service_ids = _service_ids(body.service_id, body.service_ids)
+        start = parse_moment("start", body.start)
+        channel = _channel(body.channel, principal)
+        hold = await service.hold(service_ids, start, body.seats, channel)
+        location_id = hold.location_id
+        out = HoldOut(
+            hold_id=hold.hold_id,
+            expires_at=_local(hold.expires_at, core, location_id),
+            appointments=[
+                AppointmentOut(sid, _local(s, core, location_id), _local(e, core, location_id))
+                for sid, s, e in _parts(core, service_ids, start)
+            ],
+        )
+        return Response(out, status_code=201)
+
+    @delete("/{hold_id:str}", operation_id="releaseHold", summary="Release a hold", status_code=204)
+    async def release(
+        self,
+        request: Request[Any, Any, Any],
+        hold_id: Annotated[str, PathParameter(max_length=150)],
+    ) -> None:
+        await _service(request).release(hold_id)
+
+
+class BookingsController(Controller):
+    path = "/bookings"
+    tags = ["booking"]
+
+    @post("/", operation_id="createBooking", summary="Confirm a hold, or book in one step")
+    async def create(
+        self, request: Request[Any, Any, Any], data: JSONBody[BookingCreate]
+    ) -> Response[BookingOut]:
+        body = data
+        principal = await current_principal(request)
+        core = _core(request)
+        service = _service(request)
+        channel = _channel(body.channel, principal)
+        language = body.language or (
+            "en" if request.headers.get("accept-language", "").startswith("en") else "de"
+        )
+        booking_request = BookingRequest(
+            citizen=_person(body.citizen),  # type: ignore[arg-type]
+            contact=_person(body.contact),
+            channel=channel,
+            language=language,
+            consent=body.consent,
+        )
+        actor = _actor(request, principal)
+        key = await _idempotency(request, principal)
+        spell = channel == "phone"
+
+        def render(view: BookingView) -> bytes:
+            return _encoder.encode(booking_out(core, view, spell=spell))
+
+        if body.hold_id is not None:
+            if body.start is not None or body.service_id or body.service_ids:
+                raise ValidationFailed(FieldError("hold_id", "either_or"))
+            view, replay = await service.confirm(body.hold_id, booking_request, actor, key, render)
+        else:
+            service_ids = _service_ids(body.service_id, body.service_ids)
+            start = parse_moment("start", body.start)
+            view, replay = await service.book(
+                service_ids, start, body.seats, booking_request, actor, key, render
+            )
+        if replay is not None:
+            return await _with_token(core, service, replay)  # type: ignore[return-value]
+        assert view is not None
+        out = booking_out(core, view, token=service.token_for(view), spell=spell)
+        return Response(out, status_code=201, headers={"Cache-Control": "no-store"})
+
+    @get("/{reference:str}", operation_id="getBooking", summary="A booking")
+    async def read(
+        self,
+        request: Request[Any, Any, Any],
+        reference: Annotated[str, PathParameter(max_length=20)],
+    ) -> Response[BookingOut]:
+        booking = await _authorized_booking(request, reference)
+        return Response(booking_out(_core(request), booking), headers={"Cache-Control": "no-store"})
+
+    @post(
+        "/{reference:str}/cancel",
+        operation_id="cancelBooking",
+        summary="Cancel a booking",
+        status_code=200,
+    )
+    async def cancel(
+        self,
+        request: Request[Any, Any, Any],
+        reference: Annotated[str, PathParameter(max_length=20)],
+    ) -> Response[BookingOut]:
+        booking = await _authorized_booking(request, reference)
+        principal = (
+            await current_principal(request) if (bearer(request) or "").startswith("sk_") else None
+        )
+        updated = await _service(request).cancel(booking.id, _actor(request, principal))
+        return Response(booking_out(_core(request), updated), headers={"Cache-Control": "no-store"})
+
+    @post(
+        "/{reference:str}/reschedule",
+        operation_id="rescheduleBooking",
+        summary="Move a booking to a new hold",
+        status_code=200,
+    )
+    async def reschedule(
+        self,
+        request: Request[Any, Any, Any],
+        reference: Annotated[str, PathParameter(max_length=20)],
+        data: JSONBody[Reschedule],
+    ) -> Response[BookingOut]:
+        body = data
+        booking = await _authorized_booking(request, reference)
+        principal = (
+            await current_principal(request) if (bearer(request) or "").startswith("sk_") else None
+        )
+        updated = await _service(request).reschedule(
+            booking.id, body.hold_id, _actor(request, principal)
+        )
+        return Response(booking_out(_core(request), updated), headers={"Cache-Control": "no-store"})
+
+
+async def _with_token(core: Core, service: BookingService, replay: Replay) -> Response[bytes]:
+    """A replayed creation answer, with the manage token derived again (it is never stored)."""
+    body = msgspec.json.decode(replay.body)
+    if isinstance(body, dict) and "reference" in body:
+        booking = await service.find(body["reference"])
+        body["manage_token"] = service.token_for(booking)
+    return Response(
+        _encoder.encode(body),
+        status_code=replay.status_code,
+        media_type="application/json",
+        headers={"Idempotent-Replayed": "true", "Cache-Control": "no-store"},
+    )

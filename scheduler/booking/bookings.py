@@ -1,0 +1,570 @@
+"""The booking service: confirm a hold (or book in one step), read, cancel, reschedule.
+
+Protocol (DESIGN §4): seats are first taken in Redis (a hold, claimed exactly once for
+confirming), then one SQL transaction takes them for real with a conditional update
+(``booked + n <= capacity``, plus a CHECK constraint) and writes the booking, its appointments,
+its slot rows, the person claims, the audit event and the idempotency record. After commit the
+hold is marked confirmed; if the transaction fails, the hold's seats are given back.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from scheduler.booking import codes
+from scheduler.booking import idempotency as idem
+from scheduler.booking import models as m
+from scheduler.booking.catalog import Catalog
+from scheduler.booking.errors import (
+    FieldError,
+    HoldExpired,
+    LimitReached,
+    NotFound,
+    SlotFull,
+    ValidationFailed,
+)
+from scheduler.booking.holds import CellRef, Hold, Reservations, plan_visit
+
+ACTIVE = tuple(s.value for s in m.ACTIVE_STATUSES)
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    name: str
+    email: str | None = None
+    phone: str | None = None
+    birth_date: date | None = None
+    postcode: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who acts: an API key (agent, staff, admin) or the citizen (key_id None)."""
+
+    key_id: str | None = None
+    role: str | None = None
+    request_id: str | None = None
+
+    @property
+    def name(self) -> str:
+        return f"key:{self.key_id}" if self.key_id else "citizen"
+
+
+@dataclass(frozen=True, slots=True)
+class BookingRequest:
+    citizen: Person
+    contact: Person | None = None
+    channel: str = "online"
+    language: str = "de"
+    consent: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AppointmentView:
+    service_ids: list[str]
+    start: datetime
+    end: datetime
+    calendar_ids: list[str]
+
+
+@dataclass(slots=True)
+class BookingView:
+    id: str
+    reference: str
+    status: str
+    channel: str
+    location_id: str
+    start: datetime
+    end: datetime
+    appointments: list[AppointmentView]
+    citizen: Person
+    contact: Person | None
+    language: str
+    token_version: int
+    sequence: int
+    created_at: datetime
+    updated_at: datetime
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def service_ids(self) -> list[str]:
+        return [s for a in self.appointments for s in a.service_ids]
+
+
+Render = Callable[[BookingView], bytes]
+
+
+def validate_request(request: BookingRequest) -> None:
+    errors = []
+    citizen = request.citizen
+    if not citizen.name.strip() or len(citizen.name) > 200:
+        errors.append(FieldError("citizen.name", "length", min=1, max=200))
+    contact = request.contact or citizen
+    if not (contact.email or contact.phone):
+        errors.append(FieldError("citizen.email", "email_or_phone"))
+    for where, person in (("citizen", citizen), ("contact", request.contact)):
+        if person is None:
+            continue
+        if person.email is not None and not _plausible_email(person.email):
+            errors.append(FieldError(f"{where}.email", "email"))
+        if person.phone is not None and codes.normalize_phone(person.phone) is None:
+            errors.append(FieldError(f"{where}.phone", "phone"))
+    if request.language not in ("de", "en"):
+        errors.append(FieldError("language", "one_of", choices="de, en"))
+    if citizen.birth_date is not None and not date(1900, 1, 1) <= citizen.birth_date:
+        errors.append(FieldError("citizen.birth_date", "out_of_range"))
+    if errors:
+        raise ValidationFailed(*errors)
+
+
+def _plausible_email(email: str) -> bool:
+    local, at, domain = email.strip().rpartition("@")
+    return bool(at and local and "." in domain and len(email) <= 254 and " " not in email.strip())
+
+
+def _constraint(exc: IntegrityError) -> str:
+    text = str(exc.orig).lower() if exc.orig is not None else str(exc).lower()
+    for name in ("person_claims", "idempotency_records", "hold_key", "reference", "seats_within"):
+        if name in text:
+            return name
+    return "other"
+
+
+class BookingService:
+    """Booking operations over SQL and the Redis gate; HTTP-free."""
+
+    def __init__(self, core: Any, reservations: Reservations, *, unsafe_no_guard: bool = False):
+        self.core = core
+        self.reservations = reservations
+        self.unsafe_no_guard = unsafe_no_guard
+
+    @property
+    def catalog(self) -> Catalog:
+        return self.core.catalog  # type: ignore[no-any-return]
+
+    def now(self) -> datetime:
+        return self.core.clock.now()  # type: ignore[no-any-return]
+
+    # -- holds ------------------------------------------------------------------------------
+
+    async def hold(self, service_ids: list[str], start: datetime, seats: int, channel: str) -> Hold:
+        now = self.now()
+        visit = plan_visit(self.catalog, service_ids, start, seats, now, channel=channel)
+        return await self.reservations.hold(
+            visit, channel, now, self.core.hold_seconds, claimed=False
+        )
+
+    async def release(self, hold_id: str) -> None:
+        if not await self.reservations.release(hold_id):
+            raise HoldExpired()
+
+    # -- create -----------------------------------------------------------------------------
+
+    async def confirm(
+        self,
+        hold_id: str,
+        request: BookingRequest,
+        actor: Actor,
+        key: idem.IdempotencyKey | None,
+        render: Render,
+    ) -> tuple[BookingView | None, idem.Replay | None]:
+        """Confirm a hold as a booking. Returns the booking, or the replay of an earlier answer
+        to the same Idempotency-Key."""
+        validate_request(request)
+        if key is not None and (replay := await self._replay(key)) is not None:
+            return None, replay
+        hold = await self.reservations.claim(hold_id, self.now())
+        if hold.payload.channel != request.channel:
+            await self.reservations.unclaim(hold)
+            raise ValidationFailed(FieldError("channel", "channel_mismatch"))
+        return await self._commit_new(hold, request, actor, key, render)
+
+    async def book(
+        self,
+        service_ids: list[str],
+        start: datetime,
+        seats: int,
+        request: BookingRequest,
+        actor: Actor,
+        key: idem.IdempotencyKey | None,
+        render: Render,
+    ) -> tuple[BookingView | None, idem.Replay | None]:
+        """Hold and confirm in one step."""
+        validate_request(request)
+        if key is not None and (replay := await self._replay(key)) is not None:
+            return None, replay
+        now = self.now()
+        visit = plan_visit(self.catalog, service_ids, start, seats, now, channel=request.channel)
+        hold = await self.reservations.hold(
+            visit, request.channel, now, self.core.hold_seconds, claimed=True
+        )
+        return await self._commit_new(hold, request, actor, key, render)
+
+    async def _replay(self, key: idem.IdempotencyKey) -> idem.Replay | None:
+        async with self.core.sessions() as session:
+            return await idem.lookup(session, key)
+
+    async def _commit_new(
+        self,
+        hold: Hold,
+        request: BookingRequest,
+        actor: Actor,
+        key: idem.IdempotencyKey | None,
+        render: Render,
+    ) -> tuple[BookingView | None, idem.Replay | None]:
+        try:
+            for attempt in range(3):
+                try:
+                    view = await self._insert_booking(hold, request, actor, key, render)
+                    break
+                except IntegrityError as exc:
+                    which = _constraint(exc)
+                    if which == "reference" and attempt < 2:
+                        continue
+                    if which == "idempotency_records" and key is not None:
+                        await self.reservations.unclaim(hold)
+                        return None, await self._replay(key)
+                    if which == "person_claims":
+                        raise LimitReached() from None
+                    if which == "hold_key":
+                        raise HoldExpired() from None
+                    if which == "seats_within":
+                        raise SlotFull() from None
+                    raise
+        except BaseException:
+            await self.reservations.unclaim(hold)
+            raise
+        await self.reservations.confirm(hold, self.now())
+        return view, None
+
+    async def _insert_booking(
+        self,
+        hold: Hold,
+        request: BookingRequest,
+        actor: Actor,
+        key: idem.IdempotencyKey | None,
+        render: Render,
+    ) -> BookingView:
+        catalog = self.catalog
+        now = self.now()
+        payload = hold.payload
+        tz = catalog.locations[payload.location_id].tz
+        start = datetime.fromtimestamp(payload.start_ms / 1000, UTC)
+        services = [catalog.services[s] for s in payload.service_ids]
+        end = start + timedelta(minutes=sum(s.duration_minutes for s in services))
+        citizen, contact = request.citizen, request.contact
+        who = contact or citizen
+        person_keys = codes.person_keys(
+            self.core.secret_key,
+            email=who.email,
+            phone=who.phone,
+            name=citizen.name,
+            birth_date=citizen.birth_date,
+        )
+        booking_id = uuid.uuid4().hex
+        reference = codes.new_reference()
+        async with self.core.sessions() as session, session.begin():
+            slot_ids = await self._take_seats(session, hold.cells, tz)
+            calendar_ids = sorted({c.calendar_id for c in hold.cells})
+            await session.execute(
+                insert(m.Booking).values(
+                    id=booking_id,
+                    reference=reference,
+                    status=m.BookingStatus.CONFIRMED.value,
+                    channel=request.channel,
+                    location_id=payload.location_id,
+                    starts_at=start,
+                    ends_at=end,
+                    created_at=now,
+                    updated_at=now,
+                    created_by=actor.key_id,
+                    attendee_name=citizen.name.strip(),
+                    attendee_birth_date=citizen.birth_date,
+                    attendee_postcode=citizen.postcode,
+                    contact_name=contact.name.strip() if contact else None,
+                    contact_email=who.email.strip() if who.email else None,
+                    contact_phone=codes.normalize_phone(who.phone) if who.phone else None,
+                    person_keys=person_keys,
+                    name_key=(
+                        codes.name_key(self.core.secret_key, citizen.name, citizen.birth_date)
+                        if citizen.birth_date
+                        else None
+                    ),
+                    language=request.language,
+                    consent=request.consent,
+                    token_version=1,
+                    sequence=0,
+                    hold_key=hold.token[:64],
+                )
+            )
+            await self._claim_person(session, booking_id, payload.service_ids, person_keys)
+            await session.execute(
+                insert(m.Appointment).values(
+                    booking_id=booking_id,
+                    position=0,
+                    service_ids=list(payload.service_ids),
+                    starts_at=start,
+                    ends_at=end,
+                    calendar_ids=calendar_ids,
+                )
+            )
+            await session.execute(
+                insert(m.BookingSlot),
+                [{"booking_id": booking_id, "slot_id": sid, "seats": s} for sid, s in slot_ids],
+            )
+            await self._audit(
+                session, actor, "booking.create", booking_id, now,
+                {"channel": request.channel, "services": list(payload.service_ids)},
+            )  # fmt: skip
+            view = BookingView(
+                id=booking_id,
+                reference=reference,
+                status=m.BookingStatus.CONFIRMED.value,
+                channel=request.channel,
+                location_id=payload.location_id,
+                start=start,
+                end=end,
+                appointments=[AppointmentView(list(payload.service_ids), start, end, calendar_ids)],
+                citizen=citizen,
+                contact=contact,
+                language=request.language,
+                token_version=1,
+                sequence=0,
+                created_at=now,
+                updated_at=now,
+            )
+            if key is not None:
+                await idem.store(session, key, 201, render(view), now)
+        return view
+
+    async def _take_seats(
+        self, session: AsyncSession, cells: list[CellRef], tz: Any
+    ) -> list[tuple[int, int]]:
+        """The conditional update: every cell gets its seats or the transaction fails."""
+        groups: dict[tuple[str, date, int], list[int]] = defaultdict(list)
+        for c in cells:
+            groups[(c.calendar_id, c.day, c.seats)].append(c.cell)
+        taken: list[tuple[int, int]] = []
+        for (calendar_id, day, seats), cell_numbers in sorted(groups.items()):
+            statement = update(m.Slot).where(
+                m.Slot.calendar_id == calendar_id,
+                m.Slot.day == day,
+                m.Slot.cell.in_(sorted(cell_numbers)),
+            )
+            if not self.unsafe_no_guard:
+                statement = statement.where(m.Slot.booked + seats <= m.Slot.capacity)
+            result = await session.execute(
+                statement.values(booked=m.Slot.booked + seats).returning(m.Slot.id)
+            )
+            ids = list(result.scalars())
+            if len(ids) != len(cell_numbers):
+                raise SlotFull()
+            taken += [(slot_id, seats) for slot_id in ids]
+        return taken
+
+    async def _claim_person(
+        self, session: AsyncSession, booking_id: str, service_ids: list[str], keys: list[str]
+    ) -> None:
+        """Per-person limit: one claim row per service, identifier and ordinal; the primary key
+        makes a concurrent second claim fail."""
+        rows = []
+        for service_id in service_ids:
+            limit = self.catalog.services[service_id].max_active_per_person
+            for person_key in keys:
+                n = 1
+                if limit > 1:
+                    used = set(
+                        await session.scalars(
+                            select(m.PersonClaim.n).where(
+                                m.PersonClaim.service_id == service_id,
+                                m.PersonClaim.person_key == person_key,
+                            )
+                        )
+                    )
+                    free = [i for i in range(1, limit + 1) if i not in used]
+                    if not free:
+                        raise LimitReached()
+                    n = free[0]
+                rows.append(
+                    {"service_id": service_id, "person_key": person_key, "n": n,
+                     "booking_id": booking_id}
+                )  # fmt: skip
+        if rows:
+            await session.execute(insert(m.PersonClaim), rows)
+
+    async def _audit(
+        self,
+        session: AsyncSession,
+        actor: Actor,
+        action: str,
+        booking_id: str | None,
+        now: datetime,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        await session.execute(
+            insert(m.AuditEvent).values(
+                at=now,
+                actor=actor.name,
+                action=action,
+                booking_id=booking_id,
+                request_id=actor.request_id,
+                details=details or {},
+            )
+        )
+
+    # -- read -------------------------------------------------------------------------------
+
+    async def find(self, reference: str) -> m.Booking:
+        code = codes.parse_reference(reference)
+        if code is None:
+            raise NotFound("booking", reference)
+        async with self.core.sessions() as session:
+            booking = await session.scalar(
+                select(m.Booking)
+                .where(m.Booking.reference == code)
+                .options(selectinload(m.Booking.appointments))
+            )
+        if booking is None:
+            raise NotFound("booking", reference)
+        return booking
+
+    def token_for(self, booking: m.Booking | BookingView) -> str:
+        return codes.manage_token(self.core.secret_key, booking.id, booking.token_version)
+
+    def token_matches(self, booking: m.Booking, presented: str) -> bool:
+        return codes.token_matches(
+            self.core.secret_key, booking.id, booking.token_version, presented
+        )
+
+    # -- change -----------------------------------------------------------------------------
+
+    async def cancel(self, booking_id: str, actor: Actor) -> m.Booking:
+        now = self.now()
+        async with self.core.sessions() as session, session.begin():
+            booking = await self._locked(session, booking_id)
+            if booking.status not in ACTIVE:
+                return booking
+            freed = await self._free_seats(session, booking_id)
+            await session.execute(
+                delete(m.PersonClaim).where(m.PersonClaim.booking_id == booking_id)
+            )
+            booking.status = m.BookingStatus.CANCELLED.value
+            booking.sequence += 1
+            booking.updated_at = now
+            await self._audit(session, actor, "booking.cancel", booking_id, now)
+        await self.reservations.free(booking.location_id, freed)
+        return booking
+
+    async def reschedule(self, booking_id: str, hold_id: str, actor: Actor) -> m.Booking:
+        """Move a booking to the visit of a new hold. The new seats are taken before the old are
+        freed, in one transaction: a failed move keeps the old booking."""
+        hold = await self.reservations.claim(hold_id, self.now())
+        try:
+            booking, freed = await self._move(booking_id, hold, actor)
+        except BaseException:
+            await self.reservations.unclaim(hold)
+            raise
+        await self.reservations.confirm(hold, self.now())
+        await self.reservations.free(booking.location_id, freed)
+        return booking
+
+    async def _move(
+        self, booking_id: str, hold: Hold, actor: Actor
+    ) -> tuple[m.Booking, list[CellRef]]:
+        now = self.now()
+        payload = hold.payload
+        tz = self.catalog.locations[payload.location_id].tz
+        start = datetime.fromtimestamp(payload.start_ms / 1000, UTC)
+        services = [self.catalog.services[s] for s in payload.service_ids]
+        end = start + timedelta(minutes=sum(s.duration_minutes for s in services))
+        async with self.core.sessions() as session, session.begin():
+            booking = await self._locked(session, booking_id)
+            if booking.status not in (
+                m.BookingStatus.CONFIRMED.value,
+                m.BookingStatus.PENDING.value,
+            ):
+                raise ValidationFailed(FieldError("reference", "not_active"))
+            old_services = [s for a in booking.appointments for s in a.service_ids]
+            if sorted(old_services) != sorted(payload.service_ids):
+                raise ValidationFailed(FieldError("hold_id", "other_services"))
+            old_slots = list(
+                await session.execute(
+                    select(m.BookingSlot.slot_id, m.BookingSlot.seats).where(
+                        m.BookingSlot.booking_id == booking_id
+                    )
+                )
+            )
+            try:
+                taken = await self._take_seats(session, hold.cells, tz)
+            except IntegrityError:
+                raise SlotFull() from None
+            freed = await self._free_seats(session, booking_id, old_slots)
+            await session.execute(
+                delete(m.BookingSlot).where(m.BookingSlot.booking_id == booking_id)
+            )
+            await session.execute(
+                insert(m.BookingSlot),
+                [{"booking_id": booking_id, "slot_id": sid, "seats": s} for sid, s in taken],
+            )
+            old_start = booking.starts_at
+            appointment = booking.appointments[0]
+            appointment.starts_at, appointment.ends_at = start, end
+            appointment.calendar_ids = sorted({c.calendar_id for c in hold.cells})
+            booking.starts_at, booking.ends_at = start, end
+            booking.sequence += 1
+            booking.updated_at = now
+            await self._audit(
+                session, actor, "booking.reschedule", booking_id, now,
+                {"from": old_start.isoformat(), "to": start.isoformat()},
+            )  # fmt: skip
+        return booking, freed
+
+    async def _locked(self, session: AsyncSession, booking_id: str) -> m.Booking:
+        booking = await session.scalar(
+            select(m.Booking)
+            .where(m.Booking.id == booking_id)
+            .options(selectinload(m.Booking.appointments))
+            .with_for_update()
+        )
+        if booking is None:
+            raise NotFound("booking", booking_id)
+        return booking
+
+    async def _free_seats(
+        self,
+        session: AsyncSession,
+        booking_id: str,
+        rows: list[Any] | None = None,
+    ) -> list[CellRef]:
+        """Give a booking's seats back in SQL; returns the cells for the Redis side."""
+        if rows is None:
+            rows = list(
+                await session.execute(
+                    select(m.BookingSlot.slot_id, m.BookingSlot.seats).where(
+                        m.BookingSlot.booking_id == booking_id
+                    )
+                )
+            )
+        by_seats: dict[int, list[int]] = defaultdict(list)
+        for slot_id, seats in rows:
+            by_seats[seats].append(slot_id)
+        cells: list[CellRef] = []
+        for seats, ids in sorted(by_seats.items()):
+            result = await session.execute(
+                update(m.Slot)
+                .where(m.Slot.id.in_(sorted(ids)))
+                .values(booked=m.Slot.booked - seats)
+                .returning(m.Slot.calendar_id, m.Slot.day, m.Slot.cell)
+            )
+            cells += [CellRef(c, d, n, seats) for c, d, n in result]
+        return cells

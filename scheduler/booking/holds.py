@@ -1,0 +1,327 @@
+"""Holds: planning which cells a visit needs, and taking them atomically in Redis.
+
+A visit is one or more services of one location, back to back: durations add up and one
+calendar of each pool serves the whole visit. ``plan_visit`` turns (services, start, seats) into
+groups of options — per pool, one option per calendar whose grid has the start — and the HOLD
+script takes the first option of every group that fits, all or nothing.
+
+Hold ids are ``<location>.<token>`` with a 128-bit random token: unguessable, and they name the
+hash tag of their keys.
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import msgspec
+from redis.exceptions import RedisError
+
+from scheduler.booking import scripts
+from scheduler.booking.availability import earliest_start
+from scheduler.booking.catalog import Catalog, ServiceInfo
+from scheduler.booking.counters import Keys
+from scheduler.booking.errors import (
+    FieldError,
+    HoldExpired,
+    NotFound,
+    ReservationUnavailable,
+    SlotFull,
+    ValidationFailed,
+)
+from scheduler.calendar.grid import cell_index
+
+SWEEP_LIMIT = 20
+CONFIRMED_KEEP_MS = 3_600_000  # a confirmed hold's record outlives any reconcile that missed it
+
+
+@dataclass(frozen=True, slots=True)
+class CellRef:
+    calendar_id: str
+    day: date
+    cell: int
+    seats: int
+
+    def encode(self) -> str:
+        return f"{self.calendar_id}|{self.day:%Y%m%d}|{self.cell}|{self.seats}"
+
+    @classmethod
+    def decode_all(cls, text: str) -> list[CellRef]:
+        out = []
+        for part in filter(None, text.split(";")):
+            calendar_id, day, cell, seats = part.split("|")
+            out.append(
+                cls(
+                    calendar_id,
+                    date(int(day[:4]), int(day[4:6]), int(day[6:])),
+                    int(cell),
+                    int(seats),
+                )
+            )
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class VisitPart:
+    service_id: str
+    start: datetime
+    end: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Visit:
+    """What a hold is for: the services of one location, back to back, from ``start``."""
+
+    location_id: str
+    service_ids: tuple[str, ...]
+    start: datetime
+    end: datetime
+    seats: int
+    parts: tuple[VisitPart, ...]
+    groups: tuple[tuple[tuple[CellRef, ...], ...], ...]  # per pool: options of cells
+
+
+class HoldPayload(msgspec.Struct, array_like=True):
+    location_id: str
+    service_ids: list[str]
+    start_ms: int
+    seats: int
+    channel: str
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    hold_id: str
+    token: str
+    location_id: str
+    expires_at: datetime
+    cells: list[CellRef]
+    payload: HoldPayload
+
+
+def new_hold_id(location_id: str) -> tuple[str, str]:
+    token = secrets.token_urlsafe(16)
+    return f"{location_id}.{token}", token
+
+
+def split_hold_id(hold_id: str) -> tuple[str, str]:
+    """The location and token of a hold id; raises HoldExpired for anything malformed."""
+    location_id, _, token = hold_id.partition(".")
+    if not location_id or len(token) < 16 or len(hold_id) > 150:
+        raise HoldExpired()
+    return location_id, token
+
+
+def plan_visit(
+    catalog: Catalog,
+    service_ids: list[str],
+    start: datetime,
+    seats: int,
+    now: datetime,
+    *,
+    channel: str,
+    check_rules: bool = True,
+) -> Visit:
+    """Validate a requested visit and list the cells it could take. Raises domain errors."""
+    if not service_ids:
+        raise ValidationFailed(FieldError("service_id", "required"))
+    services: list[ServiceInfo] = []
+    for service_id in service_ids:
+        service = catalog.services.get(service_id)
+        if service is None:
+            raise NotFound("service", service_id)
+        services.append(service)
+    if len(set(service_ids)) != len(service_ids):
+        raise ValidationFailed(FieldError("service_ids", "duplicate"))
+    location_id = services[0].location_id
+    if any(s.location_id != location_id for s in services):
+        raise ValidationFailed(FieldError("service_ids", "same_location"))
+    if not 1 <= seats <= 20:
+        raise ValidationFailed(FieldError("seats", "integer", min=1, max=20))
+    tz = catalog.locations[location_id].tz
+    start = start.astimezone(UTC)
+    if check_rules:
+        for service in services:
+            if channel not in service.channels:
+                raise ValidationFailed(
+                    FieldError("channel", "channel_not_offered", channel=channel)
+                )
+            if start < earliest_start(service, now):
+                raise ValidationFailed(FieldError("start", "too_soon"))
+            horizon = now.astimezone(tz).date() + timedelta(days=service.max_days_ahead)
+            if start.astimezone(tz).date() > horizon:
+                raise ValidationFailed(FieldError("start", "too_far", days=service.max_days_ahead))
+    parts = []
+    cursor = start
+    for service in services:
+        end = cursor + timedelta(minutes=service.duration_minutes)
+        parts.append(VisitPart(service.id, cursor, end))
+        cursor = end
+    total = int((cursor - start).total_seconds() // 60)
+    # pools with the same calendars are one pool for the whole visit (the largest seat need)
+    pools: dict[tuple[str, ...], int] = {}
+    for service in services:
+        for pool in service.pools:
+            pools[pool.calendar_ids] = max(pools.get(pool.calendar_ids, 0), pool.seats)
+    groups = []
+    for calendar_ids, pool_seats in pools.items():
+        options = []
+        for calendar_id in calendar_ids:
+            calendar = catalog.calendars[calendar_id]
+            if total % calendar.slot_minutes:
+                continue
+            found = cell_index(start, tz, calendar.slot_minutes)
+            if found is None:
+                continue
+            day, index = found
+            width = total // calendar.slot_minutes
+            options.append(
+                tuple(
+                    CellRef(calendar_id, day, index + n, pool_seats * seats) for n in range(width)
+                )
+            )
+        if not options:
+            raise ValidationFailed(FieldError("start", "not_a_start"))
+        random.shuffle(options)  # spread bookings over the pool's calendars
+        groups.append(tuple(options))
+    return Visit(location_id, tuple(service_ids), start, cursor, seats, tuple(parts), tuple(groups))
+
+
+class Reservations:
+    """The Redis side of holds: take, claim for confirming, confirm, release, free, sweep."""
+
+    def __init__(self, redis: Any, *, unsafe_no_guard: bool = False) -> None:
+        self.redis = redis
+        self._hold = redis.register_script(
+            scripts.HOLD.replace("if free - already < seats then", "if false then")
+            if unsafe_no_guard
+            else scripts.HOLD
+        )
+        self._claim = redis.register_script(scripts.CLAIM)
+        self._unclaim = redis.register_script(scripts.UNCLAIM)
+        self._confirm = redis.register_script(scripts.CONFIRM)
+        self._release = redis.register_script(scripts.RELEASE)
+        self._free = redis.register_script(scripts.FREE)
+        self._sweep = redis.register_script(scripts.SWEEP)
+
+    async def hold(
+        self, visit: Visit, channel: str, now: datetime, hold_seconds: int, *, claimed: bool
+    ) -> Hold:
+        """Take every cell of the visit, or nothing. ``claimed``: the hold is taken already
+        claimed for an immediate confirm (a booking in one step)."""
+        hold_id, token = new_hold_id(visit.location_id)
+        keys = Keys(visit.location_id)
+        now_ms = int(now.timestamp() * 1000)
+        expires = now + timedelta(seconds=hold_seconds)
+        payload = HoldPayload(
+            visit.location_id,
+            list(visit.service_ids),
+            int(visit.start.timestamp() * 1000),
+            visit.seats,
+            channel,
+        )
+        args: list[Any] = [
+            visit.location_id,
+            token,
+            now_ms,
+            int(expires.timestamp() * 1000),
+            SWEEP_LIMIT,
+            msgspec.json.encode(payload),
+            "claimed" if claimed else "held",
+            len(visit.groups),
+        ]
+        for options in visit.groups:
+            args.append(len(options))
+            for cells in options:
+                args.append(len(cells))
+                for c in cells:
+                    args += [c.calendar_id, f"{c.day:%Y%m%d}", c.cell, c.seats]
+        try:
+            result = await self._hold(keys=[keys.version, keys.hold_index], args=args)
+        except RedisError as exc:
+            raise ReservationUnavailable() from exc
+        if result[0] == -1:
+            raise ReservationUnavailable()
+        if result[0] == 0:
+            raise SlotFull()
+        cells_text = result[1].decode() if isinstance(result[1], bytes) else result[1]
+        return Hold(
+            hold_id, token, visit.location_id, expires, CellRef.decode_all(cells_text), payload
+        )
+
+    async def claim(self, hold_id: str, now: datetime) -> Hold:
+        """Claim a live hold for confirming (only once); HoldExpired otherwise."""
+        location_id, token = split_hold_id(hold_id)
+        keys = Keys(location_id)
+        try:
+            result = await self._claim(
+                keys=[keys.version, keys.hold_index],
+                args=[location_id, token, int(now.timestamp() * 1000)],
+            )
+        except RedisError as exc:
+            raise ReservationUnavailable() from exc
+        if result[0] != 1:
+            raise HoldExpired()
+        cells_text = result[1].decode() if isinstance(result[1], bytes) else result[1]
+        payload = msgspec.json.decode(result[2], type=HoldPayload)
+        if payload.location_id != location_id:
+            raise HoldExpired()
+        expires = datetime.fromtimestamp(int(result[3]) / 1000, UTC)
+        return Hold(hold_id, token, location_id, expires, CellRef.decode_all(cells_text), payload)
+
+    async def confirm(self, hold: Hold, now: datetime) -> None:
+        """The booking is committed: the hold's seats now belong to it (best effort)."""
+        keys = Keys(hold.location_id)
+        keep = int(now.timestamp() * 1000) + CONFIRMED_KEEP_MS
+        try:
+            await self._confirm(
+                keys=[keys.version, keys.hold_index, keys.epoch],
+                args=[hold.location_id, hold.token, keep],
+            )
+        except RedisError:
+            pass  # the hold expires and a reconcile puts the counters right
+
+    async def unclaim(self, hold: Hold) -> None:
+        """The booking failed: give the hold's seats back."""
+        keys = Keys(hold.location_id)
+        try:
+            await self._unclaim(
+                keys=[keys.version, keys.hold_index], args=[hold.location_id, hold.token]
+            )
+        except RedisError:
+            pass
+
+    async def release(self, hold_id: str) -> bool:
+        location_id, token = split_hold_id(hold_id)
+        keys = Keys(location_id)
+        try:
+            released = await self._release(
+                keys=[keys.version, keys.hold_index], args=[location_id, token]
+            )
+        except RedisError as exc:
+            raise ReservationUnavailable() from exc
+        return bool(released)
+
+    async def free(self, location_id: str, cells: list[CellRef]) -> None:
+        """Seats a committed change gave back in SQL (best effort; reconcile is the backstop)."""
+        if not cells:
+            return
+        keys = Keys(location_id)
+        args: list[Any] = [location_id]
+        for c in cells:
+            args += [c.calendar_id, f"{c.day:%Y%m%d}", c.cell, c.seats]
+        try:
+            await self._free(keys=[keys.version], args=args)
+        except RedisError:
+            pass
+
+    async def sweep(self, location_id: str, now: datetime, limit: int = 500) -> int:
+        keys = Keys(location_id)
+        released = await self._sweep(
+            keys=[keys.version, keys.hold_index],
+            args=[location_id, int(now.timestamp() * 1000), limit],
+        )
+        return int(released)

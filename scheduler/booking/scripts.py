@@ -1,0 +1,189 @@
+"""Lua scripts of the reservation gate (see ``counters`` for the key layout).
+
+Every script checks everything before it writes anything (Redis does not roll a script back),
+bumps the location's version and publishes the location on ``sch:changes`` when it changed
+counters. Keys are built inside the scripts from the location's base key, always with the same
+hash tag, so the scripts run unchanged on Redis Cluster.
+"""
+
+from __future__ import annotations
+
+# Release up to ``limit`` expired holds; shared by HOLD and SWEEP. Returns how many it released.
+_SWEEP_FN = """
+local function sweep(base, hx, now, limit)
+  local expired = redis.call('ZRANGEBYSCORE', hx, '-inf', now, 'LIMIT', 0, limit)
+  local released = 0
+  for _, token in ipairs(expired) do
+    local hkey = base .. 'h:' .. token
+    local h = redis.call('HMGET', hkey, 'st', 'cells')
+    if h[1] == 'held' or h[1] == 'claimed' then
+      for cal, day, cell, seats in string.gmatch(h[2], '([^|;]+)|([^|;]+)|([^|;]+)|([^|;]+)') do
+        redis.call('BITFIELD', base .. 'f:' .. cal .. ':' .. day,
+          'OVERFLOW', 'SAT', 'INCRBY', 'u16', '#' .. cell, tonumber(seats))
+      end
+      released = released + 1
+    end
+    redis.call('DEL', hkey)
+    redis.call('ZREM', hx, token)
+  end
+  return released
+end
+"""
+
+# KEYS[1] version, KEYS[2] hold index
+# ARGV: location, token, now ms, expires ms, sweep limit, payload, state (held|claimed),
+#       group count,
+#       then per group: option count, then per option: cell count, then per cell:
+#       calendar, day (yyyymmdd), cell index, seats
+# Returns {1, chosen cells string} on success, {0, failing group (1-based)} when full,
+# {-1} when the counters are not built (Redis restarted: rebuild first).
+HOLD = (
+    _SWEEP_FN
+    + """
+local base = string.sub(KEYS[1], 1, -4)
+if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
+local now = tonumber(ARGV[3])
+local released = sweep(base, KEYS[2], now, tonumber(ARGV[5]))
+local pos = 9
+local planned = {}
+local chosen = {}
+local groups = tonumber(ARGV[8])
+for g = 1, groups do
+  local options = tonumber(ARGV[pos]); pos = pos + 1
+  local picked = nil
+  for o = 1, options do
+    local cells = tonumber(ARGV[pos]); pos = pos + 1
+    local fits = true
+    local these = {}
+    for c = 1, cells do
+      local cal, day, cell, seats = ARGV[pos], ARGV[pos + 1], ARGV[pos + 2], tonumber(ARGV[pos + 3])
+      pos = pos + 4
+      if fits then
+        local key = base .. 'f:' .. cal .. ':' .. day
+        local id = key .. '#' .. cell
+        local free = redis.call('BITFIELD_RO', key, 'GET', 'u16', '#' .. cell)[1]
+        local already = planned[id] or 0
+        if free - already < seats then
+          fits = false
+        else
+          these[#these + 1] = {key, cell, seats, id, cal .. '|' .. day .. '|' .. cell .. '|' .. seats}
+        end
+      end
+    end
+    if fits and not picked then
+      picked = these
+      for _, t in ipairs(these) do planned[t[4]] = (planned[t[4]] or 0) + t[3] end
+    end
+  end
+  if not picked then
+    if released > 0 then
+      redis.call('INCR', KEYS[1])
+      redis.call('PUBLISH', 'sch:changes', ARGV[1])
+    end
+    return {0, g}
+  end
+  for _, t in ipairs(picked) do chosen[#chosen + 1] = t end
+end
+local parts = {}
+for _, t in ipairs(chosen) do
+  redis.call('BITFIELD', t[1], 'INCRBY', 'u16', '#' .. t[2], -t[3])
+  parts[#parts + 1] = t[5]
+end
+local cells = table.concat(parts, ';')
+local hkey = base .. 'h:' .. ARGV[2]
+redis.call('HSET', hkey, 'st', ARGV[7], 'exp', ARGV[4], 'cells', cells, 'p', ARGV[6])
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[2])
+redis.call('INCR', KEYS[1])
+redis.call('PUBLISH', 'sch:changes', ARGV[1])
+return {1, cells}
+"""
+)
+
+# Claim a live hold for confirming, exactly once. KEYS[1] version, KEYS[2] hold index;
+# ARGV: location, token, now ms. Returns {1, cells, payload, expires ms} or {0}.
+CLAIM = """
+local base = string.sub(KEYS[1], 1, -4)
+local hkey = base .. 'h:' .. ARGV[2]
+local h = redis.call('HMGET', hkey, 'st', 'exp', 'cells', 'p')
+if h[1] ~= 'held' or tonumber(h[2]) <= tonumber(ARGV[3]) then return {0} end
+redis.call('HSET', hkey, 'st', 'claimed')
+return {1, h[3], h[4], h[2]}
+"""
+
+# A claimed hold whose booking failed: its seats come back. KEYS[1] version, KEYS[2] hold
+# index; ARGV: location, token. Returns 1 when released.
+UNCLAIM = """
+local base = string.sub(KEYS[1], 1, -4)
+local hkey = base .. 'h:' .. ARGV[2]
+local h = redis.call('HMGET', hkey, 'st', 'cells')
+if h[1] ~= 'claimed' then return 0 end
+for cal, day, cell, seats in string.gmatch(h[2], '([^|;]+)|([^|;]+)|([^|;]+)|([^|;]+)') do
+  redis.call('BITFIELD', base .. 'f:' .. cal .. ':' .. day,
+    'OVERFLOW', 'SAT', 'INCRBY', 'u16', '#' .. cell, tonumber(seats))
+end
+redis.call('DEL', hkey)
+redis.call('ZREM', KEYS[2], ARGV[2])
+redis.call('INCR', KEYS[1])
+redis.call('PUBLISH', 'sch:changes', ARGV[1])
+return 1
+"""
+
+# Release a live hold (the seats come back). KEYS[1] version, KEYS[2] hold index;
+# ARGV: location, token. Returns 1 when released, 0 when there was no live hold.
+RELEASE = """
+local base = string.sub(KEYS[1], 1, -4)
+local hkey = base .. 'h:' .. ARGV[2]
+local h = redis.call('HMGET', hkey, 'st', 'cells')
+if h[1] ~= 'held' then return 0 end
+for cal, day, cell, seats in string.gmatch(h[2], '([^|;]+)|([^|;]+)|([^|;]+)|([^|;]+)') do
+  redis.call('BITFIELD', base .. 'f:' .. cal .. ':' .. day,
+    'OVERFLOW', 'SAT', 'INCRBY', 'u16', '#' .. cell, tonumber(seats))
+end
+redis.call('DEL', hkey)
+redis.call('ZREM', KEYS[2], ARGV[2])
+redis.call('INCR', KEYS[1])
+redis.call('PUBLISH', 'sch:changes', ARGV[1])
+return 1
+"""
+
+# Mark a hold confirmed: its seats now belong to a booking in SQL. The record stays until
+# ``keep`` (ms) with the reconcile epoch, so a reconcile that read SQL before the booking was
+# committed still counts it. KEYS[1] version, KEYS[2] hold index, KEYS[3] epoch;
+# ARGV: location, token, keep-until ms. Returns 1, or 0 when the hold was not live.
+CONFIRM = """
+local base = string.sub(KEYS[1], 1, -4)
+local hkey = base .. 'h:' .. ARGV[2]
+if redis.call('HGET', hkey, 'st') ~= 'claimed' then return 0 end
+local epoch = redis.call('GET', KEYS[3]) or '0'
+redis.call('HSET', hkey, 'st', 'confirmed', 'ce', epoch)
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
+return 1
+"""
+
+# Give seats back (a cancelled booking, or the old slots of a moved one).
+# KEYS[1] version; ARGV: location, then calendar, day, cell, seats per cell.
+FREE = """
+local base = string.sub(KEYS[1], 1, -4)
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+for i = 2, #ARGV, 4 do
+  redis.call('BITFIELD', base .. 'f:' .. ARGV[i] .. ':' .. ARGV[i + 1],
+    'OVERFLOW', 'SAT', 'INCRBY', 'u16', '#' .. ARGV[i + 2], tonumber(ARGV[i + 3]))
+end
+redis.call('INCR', KEYS[1])
+redis.call('PUBLISH', 'sch:changes', ARGV[1])
+return 1
+"""
+
+# Periodic sweep. KEYS[1] version, KEYS[2] hold index; ARGV: location, now ms, limit.
+SWEEP = (
+    _SWEEP_FN
+    + """
+local base = string.sub(KEYS[1], 1, -4)
+local released = sweep(base, KEYS[2], tonumber(ARGV[2]), tonumber(ARGV[3]))
+if released > 0 then
+  redis.call('INCR', KEYS[1])
+  redis.call('PUBLISH', 'sch:changes', ARGV[1])
+end
+return released
+"""
+)
