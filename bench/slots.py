@@ -112,7 +112,8 @@ def main() -> None:
                 " answer equals a fresh computation from SQL"
             )
             print(
-                f"in-process, fresh (no cache) from Redis counters: p50 {figures['fresh_p50']:.2f} ms"
+                "in-process, fresh (no cache) from Redis counters: "
+                f"p50 {figures['fresh_p50']:.2f} ms"
                 f"  p99 {figures['fresh_p99']:.2f} ms;  with day cache: p50 "
                 f"{figures['cached_p50']:.2f} ms"
             )

@@ -15,7 +15,7 @@ from litestar.openapi.plugins import JsonRenderPlugin, ScalarRenderPlugin, Swagg
 
 from scheduler import __version__
 from scheduler.api.bookings import BookingsController, HoldsController
-from scheduler.api.catalog import CatalogController, SlotsCache
+from scheduler.api.catalog import CatalogController, DayFragments, SlotsCache
 from scheduler.api.health import health
 from scheduler.api.keys import KeysController
 from scheduler.api.middleware import request_log_middleware
@@ -74,6 +74,7 @@ def create_app(
             app.state.bookings = core.bookings
             app.state.settings = settings
             app.state.slots_cache = SlotsCache()
+            app.state.day_fragments = DayFragments()
             app.state.redis_server = private
             jobs.add_job(
                 core.watch_counters,

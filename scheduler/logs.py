@@ -52,5 +52,10 @@ def setup_logging(level: str = "INFO", *, json_lines: bool | None = None) -> Non
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("uvicorn.access", "apscheduler.executors.default", "apscheduler.scheduler"):
+    for noisy in (
+        "uvicorn.access",
+        "apscheduler.executors.default",
+        "apscheduler.scheduler",
+        "alembic",
+    ):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -184,10 +184,14 @@ def test_two_workers_on_postgresql(tmp_path: Path, server_pg_url: str) -> None:
         check_slots(server)
 
         # both workers came up completely and are still alive after the load
-        started = [
-            r for r in server.log_records() if r.get("msg") == "Application startup complete."
-        ]
-        assert len(started) == 2
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            records = server.log_records()
+            started = [r for r in records if r.get("msg") == "Application startup complete."]
+            if len(started) >= 2:
+                break
+            time.sleep(0.1)
+        assert len(started) == 2, server.stderr()[-3000:]
         assert all(is_running(pid) for pid in workers)
 
         everything = server.children()

@@ -21,10 +21,12 @@ def test_defaults_from_an_empty_environment() -> None:
     assert settings.secret_key is None
     assert settings.base_url == "http://127.0.0.1:8000"
     assert (settings.hold_seconds, settings.horizon_days, settings.retention_days) == (600, 120, 14)
-    assert settings.smtp_host is None and settings.smtp_tls is SmtpTls.NONE
+    assert settings.smtp_host is None
+    assert settings.smtp_tls is SmtpTls.NONE
     assert settings.mail_dir == "./mail"
     assert settings.rate_limits is True
-    assert settings.is_sqlite and settings.sqlite_path == Path("scheduler.db")
+    assert settings.is_sqlite
+    assert settings.sqlite_path == Path("scheduler.db")
 
 
 def test_values_are_read_and_converted() -> None:
@@ -45,12 +47,14 @@ def test_values_are_read_and_converted() -> None:
             "HOME": "/home/someone",  # not ours: ignored
         }
     )
-    assert settings.hold_seconds == 300 and isinstance(settings.hold_seconds, int)
+    assert settings.hold_seconds == 300
+    assert isinstance(settings.hold_seconds, int)
     assert (settings.horizon_days, settings.retention_days) == (60, 30)
     assert settings.smtp_port == 587
     assert settings.smtp_tls is SmtpTls.STARTTLS
     assert settings.rate_limits is False
-    assert not settings.is_sqlite and settings.sqlite_path is None
+    assert not settings.is_sqlite
+    assert settings.sqlite_path is None
 
 
 @pytest.mark.parametrize(
@@ -88,16 +92,27 @@ def test_a_bad_value_names_its_variable(variable: str, value: str) -> None:
 
 def test_unknown_variables_are_named() -> None:
     with pytest.raises(SettingsError) as caught:
-        Settings.from_env({"SCHEDULER_FOO": "1", "SCHEDULER_HOLD_SECONDS": "60", "SCHEDULER_BAR": ""})
+        Settings.from_env(
+            {"SCHEDULER_FOO": "1", "SCHEDULER_HOLD_SECONDS": "60", "SCHEDULER_BAR": ""}
+        )
     message = str(caught.value)
-    assert "SCHEDULER_FOO" in message and "SCHEDULER_BAR" in message
+    assert "SCHEDULER_FOO" in message
+    assert "SCHEDULER_BAR" in message
     assert "SCHEDULER_HOLD_SECONDS" not in message
 
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("on", True), ("off", False), ("ON", True), ("Off", False), ("1", True), ("0", False),
-     ("true", True), ("no", False)],
+    [
+        ("on", True),
+        ("off", False),
+        ("ON", True),
+        ("Off", False),
+        ("1", True),
+        ("0", False),
+        ("true", True),
+        ("no", False),
+    ],
 )
 def test_rate_limits_on_and_off(value: str, expected: bool) -> None:
     assert Settings.from_env({"SCHEDULER_RATE_LIMITS": value}).rate_limits is expected
@@ -114,7 +129,8 @@ def test_the_secret_is_generated_once_beside_the_sqlite_file(tmp_path: Path) -> 
     first = settings.with_secret()
     path = tmp_path / "data" / "scheduler.secret"
     assert path.is_file()
-    assert first.secret_key is not None and len(first.secret_key) >= 32
+    assert first.secret_key is not None
+    assert len(first.secret_key) >= 32
     assert path.read_text().strip() == first.secret_key
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert settings.secret_key is None  # frozen: a new object, the old one unchanged
@@ -134,7 +150,8 @@ def test_a_configured_secret_writes_no_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "url", ["postgresql+asyncpg://app@db/termine", "sqlite+aiosqlite://", "sqlite+aiosqlite:///:memory:"]
+    "url",
+    ["postgresql+asyncpg://app@db/termine", "sqlite+aiosqlite://", "sqlite+aiosqlite:///:memory:"],
 )
 def test_without_a_database_file_the_secret_goes_to_the_working_directory(
     url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -169,7 +186,8 @@ def test_safe_repr_masks_secrets_and_url_passwords() -> None:
         assert secret not in text
     assert shown["database_url"] == "postgresql+asyncpg://app:***@db:5432/termine"
     assert shown["redis_url"] == "rediss://default:***@redis:6380/0"
-    assert shown["secret_key"] == "***" and shown["smtp_password"] == "***"
+    assert shown["secret_key"] == "***"
+    assert shown["smtp_password"] == "***"
     assert shown["smtp_user"] == "termine"
     assert shown["hold_seconds"] == 600
     assert settings.secret_key == "s" * 40  # masking does not touch the settings
@@ -182,5 +200,5 @@ def test_safe_repr_leaves_urls_without_passwords_alone() -> None:
     shown = settings.safe_repr()
     assert shown["database_url"] == "postgresql+asyncpg://app@db/termine"
     assert shown["redis_url"] == "unix:///tmp/r.sock?db=0"
-    assert shown["secret_key"] is None and shown["smtp_password"] is None
-
+    assert shown["secret_key"] is None
+    assert shown["smtp_password"] is None

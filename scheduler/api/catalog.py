@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 import msgspec
 from litestar import Controller, Request, Response, get
@@ -12,7 +13,7 @@ from litestar.params import PathParameter, QueryParameter
 
 from scheduler.api.params import parse_date
 from scheduler.api.schemas import CalendarOut, LocationOut, ServiceOut, SlotOut
-from scheduler.booking.availability import earliest_start
+from scheduler.booking.availability import DayResult, earliest_start
 from scheduler.booking.core import Core
 from scheduler.booking.errors import NotFound
 
@@ -37,6 +38,40 @@ class SlotsCache:
 
 
 _encoder = msgspec.json.Encoder()
+
+
+class DayFragments:
+    """Rendered JSON rows of one service's day, keyed by the day's computation: a day whose
+    counters did not change is never rendered again."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self.data: OrderedDict[tuple[Any, ...], tuple[list[tuple[datetime, bytes]], bytes]] = (
+            OrderedDict()
+        )
+
+    def get(
+        self, day: DayResult, duration_minutes: int, tz: ZoneInfo
+    ) -> tuple[list[tuple[datetime, bytes]], bytes]:
+        key = (day.day, *day.key)
+        found = self.data.get(key)
+        if found is not None:
+            return found
+        duration = timedelta(minutes=duration_minutes)
+        rows = []
+        for offset, free in day.starts:
+            start = day.midnight + timedelta(minutes=offset)
+            row = {
+                "start": start.astimezone(tz).isoformat(),
+                "end": (start + duration).astimezone(tz).isoformat(),
+                "free": free,
+            }
+            rows.append((start, _encoder.encode(row)))
+        value = (rows, b",".join(fragment for _, fragment in rows))
+        self.data[key] = value
+        if len(self.data) > self.size:
+            self.data.popitem(last=False)
+        return value
 
 
 class CatalogController(Controller):
@@ -124,18 +159,16 @@ class CatalogController(Controller):
             body = cache.get((*key, version))
             if body is not None:
                 return Response(body, media_type="application/json")  # type: ignore[arg-type]
-        version, starts = await core.free_starts(service.id, first, last, now)
-        tz = location.tz
-        body = _encoder.encode(
-            [
-                {
-                    "start": start.astimezone(tz).isoformat(),
-                    "end": end.astimezone(tz).isoformat(),
-                    "free": free,
-                }
-                for start, end, free in starts
-            ]
-        )
+        version, days, earliest = await core.free_days(service.id, first, last, now)
+        fragments: DayFragments = request.app.state.day_fragments
+        parts: list[bytes] = []
+        for day in days:
+            rows, joined = fragments.get(day, service.duration_minutes, location.tz)
+            if rows and rows[0][0] >= earliest:
+                parts.append(joined)
+            else:
+                parts.extend(fragment for start, fragment in rows if start >= earliest)
+        body = b"[" + b",".join(parts) + b"]"
         if version is not None:
             cache.put((*key, version), body)
         return Response(body, media_type="application/json")  # type: ignore[arg-type]

@@ -172,7 +172,7 @@ FIELD_MESSAGES = {
         "one_of": "Erlaubt sind: {choices}.",
         "length": "Länge zwischen {min} und {max} Zeichen.",
         "unknown_calendar": "Unbekannter Kalender: {ident}.",
-        "staff_needs_calendar": "Ein Schlüssel für Mitarbeitende braucht mindestens einen Kalender.",
+        "staff_needs_calendar": "Ein Schlüssel für Mitarbeitende braucht einen Kalender.",
         "invalid": "Ungültiger Wert: {message}",
         "integer": "Erwartet eine ganze Zahl zwischen {min} und {max}.",
         "out_of_range": "Das Datum liegt außerhalb des erlaubten Bereichs.",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -103,6 +104,43 @@ def wanted_cells(service: ServiceInfo, days: list[date]) -> list[tuple[str, date
     return [(c, d) for d in days for c in calendar_ids]
 
 
+@dataclass(frozen=True, slots=True)
+class DayResult:
+    """The starts of one service on one day. ``key`` names the computation exactly (service and
+    the counter bytes it read): equal keys on the same day mean equal answers."""
+
+    day: date
+    key: tuple[object, ...]
+    midnight: datetime
+    starts: DayStarts
+
+
+def collect_days(
+    catalog: Catalog,
+    service: ServiceInfo,
+    days: list[date],
+    raw: list[bytes | None],
+    cache: DayCache,
+) -> list[DayResult]:
+    """Per-day starts of ``service`` from ``raw`` (counters in the order of
+    :func:`wanted_cells`); days without any start are left out."""
+    tz = catalog.locations[service.location_id].tz
+    calendar_ids = sorted({c for pool in service.pools for c in pool.calendar_ids})
+    minutes = {c: catalog.calendars[c].slot_minutes for c in calendar_ids}
+    width = len(calendar_ids)
+    out: list[DayResult] = []
+    for n, day in enumerate(days):
+        chunk = raw[n * width : (n + 1) * width]
+        if not any(chunk):
+            continue
+        key = (service.id, *chunk)
+        counters = dict(zip(calendar_ids, chunk, strict=True))
+        starts = cache.get_or_compute(key, lambda c=counters: day_starts(service, minutes, c))
+        if starts:
+            out.append(DayResult(day, key, local_midnight(day, tz), starts))
+    return out
+
+
 def collect_starts(
     catalog: Catalog,
     service: ServiceInfo,
@@ -111,29 +149,12 @@ def collect_starts(
     earliest: datetime,
     cache: DayCache,
 ) -> list[tuple[datetime, datetime, int]]:
-    """(start, end, free) in UTC for every bookable start of ``days`` at or after ``earliest``.
-
-    ``raw`` holds the counters in the order of :func:`wanted_cells`.
-    """
-    tz = catalog.locations[service.location_id].tz
-    calendar_ids = sorted({c for pool in service.pools for c in pool.calendar_ids})
-    minutes = {c: catalog.calendars[c].slot_minutes for c in calendar_ids}
+    """(start, end, free) in UTC for every bookable start of ``days`` at or after ``earliest``."""
     duration = timedelta(minutes=service.duration_minutes)
-    width = len(calendar_ids)
     out: list[tuple[datetime, datetime, int]] = []
-    for n, day in enumerate(days):
-        chunk = raw[n * width : (n + 1) * width]
-        if not any(chunk):
-            continue
-        counters = dict(zip(calendar_ids, chunk, strict=True))
-        starts = cache.get_or_compute(
-            (service.id, *chunk), lambda c=counters: day_starts(service, minutes, c)
-        )
-        if not starts:
-            continue
-        midnight = local_midnight(day, tz)
-        for offset, free in starts:
-            start = midnight + timedelta(minutes=offset)
+    for result in collect_days(catalog, service, days, raw, cache):
+        for offset, free in result.starts:
+            start = result.midnight + timedelta(minutes=offset)
             if start >= earliest:
                 out.append((start, start + duration, free))
     return out

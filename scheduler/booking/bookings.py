@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import selectinload
 
-from scheduler.booking import codes
+from scheduler.booking import codes, pgfast
 from scheduler.booking import idempotency as idem
 from scheduler.booking import models as m
 from scheduler.booking.catalog import Catalog
@@ -36,6 +36,35 @@ from scheduler.booking.errors import (
 from scheduler.booking.holds import CellRef, Hold, Reservations, plan_visit
 
 ACTIVE = tuple(s.value for s in m.ACTIVE_STATUSES)
+
+# Statements of the hot path, built once so SQLAlchemy's compiled cache always hits.
+_SEATS = bindparam("b_seats")
+TAKE_SEATS = (
+    update(m.Slot)
+    .where(
+        m.Slot.calendar_id == bindparam("b_calendar"),
+        m.Slot.day == bindparam("b_day"),
+        m.Slot.cell.in_(bindparam("b_cells", expanding=True)),
+        m.Slot.booked + _SEATS <= m.Slot.capacity,
+    )
+    .values(booked=m.Slot.booked + _SEATS)
+    .returning(m.Slot.id)
+)
+TAKE_SEATS_UNGUARDED = (
+    update(m.Slot)
+    .where(
+        m.Slot.calendar_id == bindparam("b_calendar"),
+        m.Slot.day == bindparam("b_day"),
+        m.Slot.cell.in_(bindparam("b_cells", expanding=True)),
+    )
+    .values(booked=m.Slot.booked + _SEATS)
+    .returning(m.Slot.id)
+)
+INSERT_BOOKING = insert(m.Booking)
+INSERT_APPOINTMENT = insert(m.Appointment)
+INSERT_BOOKING_SLOT = insert(m.BookingSlot)
+INSERT_CLAIM = insert(m.PersonClaim)
+INSERT_AUDIT = insert(m.AuditEvent)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,8 +161,8 @@ def _plausible_email(email: str) -> bool:
     return bool(at and local and "." in domain and len(email) <= 254 and " " not in email.strip())
 
 
-def _constraint(exc: IntegrityError) -> str:
-    text = str(exc.orig).lower() if exc.orig is not None else str(exc).lower()
+def _constraint(exc: Exception) -> str:
+    text = str(getattr(exc, "orig", None) or exc).lower()
     for name in ("person_claims", "idempotency_records", "hold_key", "reference", "seats_within"):
         if name in text:
             return name
@@ -227,7 +256,7 @@ class BookingService:
                 try:
                     view = await self._insert_booking(hold, request, actor, key, render)
                     break
-                except IntegrityError as exc:
+                except (IntegrityError, pgfast.UniqueViolation) as exc:
                     which = _constraint(exc)
                     if which == "reference" and attempt < 2:
                         continue
@@ -258,114 +287,122 @@ class BookingService:
         catalog = self.catalog
         now = self.now()
         payload = hold.payload
-        tz = catalog.locations[payload.location_id].tz
         start = datetime.fromtimestamp(payload.start_ms / 1000, UTC)
         services = [catalog.services[s] for s in payload.service_ids]
         end = start + timedelta(minutes=sum(s.duration_minutes for s in services))
         citizen, contact = request.citizen, request.contact
         who = contact or citizen
+        secret = self.core.secret_key
         person_keys = codes.person_keys(
-            self.core.secret_key,
-            email=who.email,
-            phone=who.phone,
-            name=citizen.name,
+            secret, email=who.email, phone=who.phone, name=citizen.name,
             birth_date=citizen.birth_date,
-        )
+        )  # fmt: skip
         booking_id = uuid.uuid4().hex
         reference = codes.new_reference()
-        async with self.core.sessions() as session, session.begin():
-            slot_ids = await self._take_seats(session, hold.cells, tz)
-            calendar_ids = sorted({c.calendar_id for c in hold.cells})
-            await session.execute(
-                insert(m.Booking).values(
-                    id=booking_id,
-                    reference=reference,
-                    status=m.BookingStatus.CONFIRMED.value,
-                    channel=request.channel,
-                    location_id=payload.location_id,
-                    starts_at=start,
-                    ends_at=end,
-                    created_at=now,
-                    updated_at=now,
-                    created_by=actor.key_id,
-                    attendee_name=citizen.name.strip(),
-                    attendee_birth_date=citizen.birth_date,
-                    attendee_postcode=citizen.postcode,
-                    contact_name=contact.name.strip() if contact else None,
-                    contact_email=who.email.strip() if who.email else None,
-                    contact_phone=codes.normalize_phone(who.phone) if who.phone else None,
-                    person_keys=person_keys,
-                    name_key=(
-                        codes.name_key(self.core.secret_key, citizen.name, citizen.birth_date)
-                        if citizen.birth_date
-                        else None
-                    ),
-                    language=request.language,
-                    consent=request.consent,
-                    token_version=1,
-                    sequence=0,
-                    hold_key=hold.token[:64],
-                )
-            )
+        calendar_ids = sorted({c.calendar_id for c in hold.cells})
+        booking_row = dict(
+            id=booking_id,
+            reference=reference,
+            status=m.BookingStatus.CONFIRMED.value,
+            channel=request.channel,
+            location_id=payload.location_id,
+            starts_at=start,
+            ends_at=end,
+            created_at=now,
+            updated_at=now,
+            created_by=actor.key_id,
+            attendee_name=citizen.name.strip(),
+            attendee_birth_date=citizen.birth_date,
+            attendee_postcode=citizen.postcode,
+            contact_name=contact.name.strip() if contact else None,
+            contact_email=who.email.strip() if who.email else None,
+            contact_phone=codes.normalize_phone(who.phone) if who.phone else None,
+            person_keys=person_keys,
+            name_key=(
+                codes.name_key(secret, citizen.name, citizen.birth_date)
+                if citizen.birth_date
+                else None
+            ),
+            language=request.language,
+            consent=request.consent,
+            token_version=1,
+            sequence=0,
+            hold_key=hold.token[:64],
+            pending_until=None,
+            erased_at=None,
+        )
+        appointment_row = dict(
+            booking_id=booking_id,
+            position=0,
+            service_ids=list(payload.service_ids),
+            starts_at=start,
+            ends_at=end,
+            calendar_ids=calendar_ids,
+        )
+        audit_row = dict(
+            at=now,
+            actor=actor.name,
+            action="booking.create",
+            booking_id=booking_id,
+            request_id=actor.request_id,
+            details={"channel": request.channel, "services": list(payload.service_ids)},
+        )
+        view = BookingView(
+            id=booking_id,
+            reference=reference,
+            status=m.BookingStatus.CONFIRMED.value,
+            channel=request.channel,
+            location_id=payload.location_id,
+            start=start,
+            end=end,
+            appointments=[AppointmentView(list(payload.service_ids), start, end, calendar_ids)],
+            citizen=citizen,
+            contact=contact,
+            language=request.language,
+            token_version=1,
+            sequence=0,
+            created_at=now,
+            updated_at=now,
+        )
+        body = render(view) if key is not None else None
+        simple_limits = all(s.max_active_per_person == 1 for s in services)
+        if self.core.engine.dialect.name == "postgresql" and simple_limits:
+            claims = [(sid, pk) for sid in payload.service_ids for pk in person_keys]
+            await pgfast.insert_booking(
+                self.core.engine, booking_row, appointment_row, audit_row, hold.cells, claims,
+                (key, body, now) if key is not None and body is not None else None,
+                guarded=not self.unsafe_no_guard,
+            )  # fmt: skip
+            return view
+        async with self.core.engine.begin() as session:
+            slot_ids = await self._take_seats(session, hold.cells)
+            await session.execute(INSERT_BOOKING, booking_row)
             await self._claim_person(session, booking_id, payload.service_ids, person_keys)
+            await session.execute(INSERT_APPOINTMENT, appointment_row)
             await session.execute(
-                insert(m.Appointment).values(
-                    booking_id=booking_id,
-                    position=0,
-                    service_ids=list(payload.service_ids),
-                    starts_at=start,
-                    ends_at=end,
-                    calendar_ids=calendar_ids,
-                )
-            )
-            await session.execute(
-                insert(m.BookingSlot),
+                INSERT_BOOKING_SLOT,
                 [{"booking_id": booking_id, "slot_id": sid, "seats": s} for sid, s in slot_ids],
             )
-            await self._audit(
-                session, actor, "booking.create", booking_id, now,
-                {"channel": request.channel, "services": list(payload.service_ids)},
-            )  # fmt: skip
-            view = BookingView(
-                id=booking_id,
-                reference=reference,
-                status=m.BookingStatus.CONFIRMED.value,
-                channel=request.channel,
-                location_id=payload.location_id,
-                start=start,
-                end=end,
-                appointments=[AppointmentView(list(payload.service_ids), start, end, calendar_ids)],
-                citizen=citizen,
-                contact=contact,
-                language=request.language,
-                token_version=1,
-                sequence=0,
-                created_at=now,
-                updated_at=now,
-            )
-            if key is not None:
-                await idem.store(session, key, 201, render(view), now)
+            await session.execute(INSERT_AUDIT, audit_row)
+            if key is not None and body is not None:
+                await idem.store(session, key, 201, body, now)
         return view
 
     async def _take_seats(
-        self, session: AsyncSession, cells: list[CellRef], tz: Any
+        self, session: AsyncConnection | AsyncSession, cells: list[CellRef]
     ) -> list[tuple[int, int]]:
         """The conditional update: every cell gets its seats or the transaction fails."""
         groups: dict[tuple[str, date, int], list[int]] = defaultdict(list)
         for c in cells:
             groups[(c.calendar_id, c.day, c.seats)].append(c.cell)
         taken: list[tuple[int, int]] = []
+        statement = TAKE_SEATS_UNGUARDED if self.unsafe_no_guard else TAKE_SEATS
         for (calendar_id, day, seats), cell_numbers in sorted(groups.items()):
-            statement = update(m.Slot).where(
-                m.Slot.calendar_id == calendar_id,
-                m.Slot.day == day,
-                m.Slot.cell.in_(sorted(cell_numbers)),
-            )
-            if not self.unsafe_no_guard:
-                statement = statement.where(m.Slot.booked + seats <= m.Slot.capacity)
             result = await session.execute(
-                statement.values(booked=m.Slot.booked + seats).returning(m.Slot.id)
-            )
+                statement,
+                {"b_calendar": calendar_id, "b_day": day, "b_cells": sorted(cell_numbers),
+                 "b_seats": seats},
+            )  # fmt: skip
             ids = list(result.scalars())
             if len(ids) != len(cell_numbers):
                 raise SlotFull()
@@ -373,7 +410,11 @@ class BookingService:
         return taken
 
     async def _claim_person(
-        self, session: AsyncSession, booking_id: str, service_ids: list[str], keys: list[str]
+        self,
+        session: AsyncConnection | AsyncSession,
+        booking_id: str,
+        service_ids: list[str],
+        keys: list[str],
     ) -> None:
         """Per-person limit: one claim row per service, identifier and ordinal; the primary key
         makes a concurrent second claim fail."""
@@ -400,11 +441,11 @@ class BookingService:
                      "booking_id": booking_id}
                 )  # fmt: skip
         if rows:
-            await session.execute(insert(m.PersonClaim), rows)
+            await session.execute(INSERT_CLAIM, rows)
 
     async def _audit(
         self,
-        session: AsyncSession,
+        session: AsyncConnection | AsyncSession,
         actor: Actor,
         action: str,
         booking_id: str | None,
@@ -412,14 +453,15 @@ class BookingService:
         details: dict[str, Any] | None = None,
     ) -> None:
         await session.execute(
-            insert(m.AuditEvent).values(
+            INSERT_AUDIT,
+            dict(
                 at=now,
                 actor=actor.name,
                 action=action,
                 booking_id=booking_id,
                 request_id=actor.request_id,
                 details=details or {},
-            )
+            ),
         )
 
     # -- read -------------------------------------------------------------------------------
@@ -483,7 +525,6 @@ class BookingService:
     ) -> tuple[m.Booking, list[CellRef]]:
         now = self.now()
         payload = hold.payload
-        tz = self.catalog.locations[payload.location_id].tz
         start = datetime.fromtimestamp(payload.start_ms / 1000, UTC)
         services = [self.catalog.services[s] for s in payload.service_ids]
         end = start + timedelta(minutes=sum(s.duration_minutes for s in services))
@@ -505,7 +546,7 @@ class BookingService:
                 )
             )
             try:
-                taken = await self._take_seats(session, hold.cells, tz)
+                taken = await self._take_seats(session, hold.cells)
             except IntegrityError:
                 raise SlotFull() from None
             freed = await self._free_seats(session, booking_id, old_slots)

@@ -34,7 +34,9 @@ PHONETIC_DE = {
 
 
 def new_reference() -> str:
-    return "".join(secrets.choice(ALPHABET) for _ in range(8))
+    """8 characters from 40 random bits."""
+    bits = int.from_bytes(secrets.token_bytes(5), "big")
+    return "".join(ALPHABET[(bits >> shift) & 31] for shift in range(35, -1, -5))
 
 
 def format_reference(code: str) -> str:

@@ -19,11 +19,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from scheduler.booking import availability as av
+from scheduler.booking.bookings import BookingService
 from scheduler.booking.catalog import Catalog, ServiceInfo, current_version, load_catalog
 from scheduler.booking.changes import ChangeFeed
 from scheduler.booking.counters import encode_free, sql_free_cells
 from scheduler.booking.errors import FieldError, NotFound, ValidationFailed
-from scheduler.booking.bookings import BookingService
 from scheduler.booking.gate import Gate
 from scheduler.booking.holds import Reservations
 from scheduler.booking.slots import horizon, materialize_all
@@ -93,6 +93,8 @@ class Core:
     async def rebuild_counters(self, location_ids: Sequence[str] | None = None) -> None:
         """Rebuild Redis counters from SQL and live holds (reconcile)."""
         async with self._counter_lock:
+            # Until this rebuild is complete, the next watch_counters must rebuild again.
+            self._redis_run_id = None
             now = self.clock.now()
             for location in self.catalog.locations.values():
                 if location_ids is not None and location.id not in location_ids:
@@ -114,6 +116,8 @@ class Core:
     async def watch_counters(self) -> None:
         """Rebuild counters when Redis restarted, lost them, or the catalog changed."""
         reloaded = await self.refresh_catalog()
+        if reloaded:
+            self._redis_run_id = None  # rebuild for this catalog even if Redis fails right now
         try:
             run_id = await self.gate.run_id()
             missing = [
@@ -164,14 +168,14 @@ class Core:
             raise NotFound("service", service_id)
         return found
 
-    async def free_starts(
+    async def free_days(
         self, service_id: str, first: date, last: date, now: datetime
-    ) -> tuple[int | None, list[tuple[datetime, datetime, int]]]:
-        """Bookable starts of a service between two local dates (inclusive), with free seats.
+    ) -> tuple[int | None, list[av.DayResult], datetime]:
+        """Bookable starts of a service between two local dates (inclusive), per day, with the
+        counters' version (results may be cached under it) and the earliest allowed start.
 
-        Answered from the Redis counters (live holds included), together with the counters'
-        version (results may be cached under it); from SQL, with version None, while Redis is
-        unavailable or not yet rebuilt.
+        Answered from the Redis counters (live holds included); from SQL, with version None,
+        while Redis is unavailable or its counters are not rebuilt yet.
         """
         service = self.service(service_id)
         check_range(first, last)
@@ -179,7 +183,7 @@ class Core:
         tz = catalog.locations[service.location_id].tz
         days, earliest = av.bookable_days(service, tz, first, last, now)
         if not days:
-            return None, []
+            return None, [], earliest
         wanted = av.wanted_cells(service, days)
         raw: list[bytes | None] | None = None
         version: int | None = None
@@ -189,7 +193,20 @@ class Core:
             raw = None
         if version is None or raw is None:
             version, raw = None, await self._sql_counters(wanted)
-        return version, av.collect_starts(catalog, service, days, raw, earliest, self.day_cache)
+        return version, av.collect_days(catalog, service, days, raw, self.day_cache), earliest
+
+    async def free_starts(
+        self, service_id: str, first: date, last: date, now: datetime
+    ) -> tuple[int | None, list[tuple[datetime, datetime, int]]]:
+        """Like :meth:`free_days`, flattened to (start, end, free) in UTC."""
+        version, days, earliest = await self.free_days(service_id, first, last, now)
+        duration = timedelta(minutes=self.service(service_id).duration_minutes)
+        starts = [
+            (result.midnight + timedelta(minutes=offset), free)
+            for result in days
+            for offset, free in result.starts
+        ]
+        return version, [(s, s + duration, f) for s, f in starts if s >= earliest]
 
     async def counters_version(self, location_id: str) -> int | None:
         """The version of a location's counters; no round trip while the change feed is live
@@ -207,8 +224,23 @@ class Core:
         return version
 
     async def start(self) -> None:
-        """Start the background parts (the change feed)."""
+        """Start the background parts (the change feed) and open the database pool, so the
+        first requests of a rush do not pay for connecting."""
         self.changes.start()
+        await self.warm_up()
+
+    async def warm_up(self) -> None:
+        size = getattr(self.engine.pool, "size", lambda: 1)()
+
+        async def touch() -> None:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+                await asyncio.sleep(0.05)  # hold it, so the pool opens another
+
+        try:
+            await asyncio.gather(*(touch() for _ in range(min(size, 32))))
+        except Exception:  # noqa: BLE001 - a cold pool is not an error
+            log.warning("could not warm the database pool")
 
     async def stop(self) -> None:
         await self.changes.stop()

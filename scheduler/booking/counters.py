@@ -110,8 +110,10 @@ for _, token in ipairs(holds) do
     kept = kept + 1
     for cal, day, cell, seats in string.gmatch(h[4], '([^|;]+)|([^|;]+)|([^|;]+)|([^|;]+)') do
       local key = base .. 'f:' .. cal .. ':' .. day
-      if rebuilt[key] then
-        redis.call('BITFIELD', key, 'OVERFLOW', 'SAT', 'INCRBY', 'u16', '#' .. cell, -tonumber(seats))
+      -- a day without free seats has no key: BITFIELD would create one that never expires
+      if rebuilt[key] and redis.call('EXISTS', key) == 1 then
+        redis.call('BITFIELD', key, 'OVERFLOW', 'SAT',
+          'INCRBY', 'u16', '#' .. cell, -tonumber(seats))
       end
     end
   end

@@ -15,7 +15,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from scheduler.resources import migrations_dir
 
 
-def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEngine:
+def make_engine(url: str, *, pool_size: int = 16, echo: bool = False) -> AsyncEngine:
     if url.startswith("sqlite"):
         engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
         _sqlite_pragmas(engine.sync_engine)
@@ -24,8 +24,8 @@ def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEn
         url,
         echo=echo,
         pool_size=pool_size,
-        max_overflow=pool_size,
-        pool_pre_ping=True,
+        max_overflow=0,  # a fixed pool: no connect/close churn (and re-preparing) under load
+        pool_timeout=10,
         pool_recycle=1800,
         connect_args={"server_settings": {"lock_timeout": "3s", "application_name": "scheduler"}},
     )

@@ -11,6 +11,7 @@ hash tag of their keys.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import secrets
 from dataclasses import dataclass
@@ -276,23 +277,20 @@ class Reservations:
         """The booking is committed: the hold's seats now belong to it (best effort)."""
         keys = Keys(hold.location_id)
         keep = int(now.timestamp() * 1000) + CONFIRMED_KEEP_MS
-        try:
+        # on failure the hold expires and a reconcile puts the counters right
+        with contextlib.suppress(RedisError):
             await self._confirm(
                 keys=[keys.version, keys.hold_index, keys.epoch],
                 args=[hold.location_id, hold.token, keep],
             )
-        except RedisError:
-            pass  # the hold expires and a reconcile puts the counters right
 
     async def unclaim(self, hold: Hold) -> None:
         """The booking failed: give the hold's seats back."""
         keys = Keys(hold.location_id)
-        try:
+        with contextlib.suppress(RedisError):
             await self._unclaim(
                 keys=[keys.version, keys.hold_index], args=[hold.location_id, hold.token]
             )
-        except RedisError:
-            pass
 
     async def release(self, hold_id: str) -> bool:
         location_id, token = split_hold_id(hold_id)
@@ -313,10 +311,8 @@ class Reservations:
         args: list[Any] = [location_id]
         for c in cells:
             args += [c.calendar_id, f"{c.day:%Y%m%d}", c.cell, c.seats]
-        try:
+        with contextlib.suppress(RedisError):
             await self._free(keys=[keys.version], args=args)
-        except RedisError:
-            pass
 
     async def sweep(self, location_id: str, now: datetime, limit: int = 500) -> int:
         keys = Keys(location_id)

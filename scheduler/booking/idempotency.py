@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import delete, insert, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from scheduler.booking import models as m
 from scheduler.booking.errors import IdempotencyKeyReused
@@ -51,17 +51,25 @@ async def lookup(session: AsyncSession, key: IdempotencyKey) -> Replay | None:
     return Replay(row.status_code, row.body)
 
 
+INSERT_RECORD = insert(m.IdempotencyRecord)
+
+
 async def store(
-    session: AsyncSession, key: IdempotencyKey, status_code: int, body: bytes, now: datetime
+    session: AsyncSession | AsyncConnection,
+    key: IdempotencyKey,
+    status_code: int,
+    body: bytes,
+    now: datetime,
 ) -> None:
     await session.execute(
-        insert(m.IdempotencyRecord).values(
-            key=key.key,
-            request_hash=key.request_hash,
-            status_code=status_code,
-            body=body,
-            created_at=now,
-        )
+        INSERT_RECORD,
+        {
+            "key": key.key,
+            "request_hash": key.request_hash,
+            "status_code": status_code,
+            "body": body,
+            "created_at": now,
+        },
     )
 
 

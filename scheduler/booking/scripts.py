@@ -66,7 +66,8 @@ for g = 1, groups do
         if free - already < seats then
           fits = false
         else
-          these[#these + 1] = {key, cell, seats, id, cal .. '|' .. day .. '|' .. cell .. '|' .. seats}
+          local entry = cal .. '|' .. day .. '|' .. cell .. '|' .. seats
+          these[#these + 1] = {key, cell, seats, id, entry}
         end
       end
     end

@@ -5,13 +5,13 @@ a restart or a configuration change."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
+from redis.exceptions import RedisError
 from sqlalchemy import select, update
 
 from scheduler.booking import models as m
@@ -48,8 +48,11 @@ async def take_seats(core: Core) -> None:
         ("schalter-1", local(MONDAY, 9), {"booked": 1}),
         ("impflinie-1", local(date(2026, 12, 2), 8), {"booked": 2}),
         ("impflinie-2", local(date(2026, 12, 2), 8), {"booked": 1}),
-        ("impflinie-2", local(date(2026, 12, 2), 8, 10), {"capacity": 4, "booked": 1,
-                                                          "capacity_overridden": True}),
+        (
+            "impflinie-2",
+            local(date(2026, 12, 2), 8, 10),
+            {"capacity": 4, "booked": 1, "capacity_overridden": True},
+        ),
     ]
     async with core.sessions() as session, session.begin():
         for calendar_id, start, values in changes:
@@ -68,8 +71,12 @@ async def expected_free(core: Core) -> dict[tuple[str, str, date], list[int]]:
     async with core.sessions() as session:
         rows = await session.execute(
             select(
-                m.Calendar.location_id, m.Slot.calendar_id, m.Slot.day, m.Slot.cell,
-                m.Slot.capacity, m.Slot.booked,
+                m.Calendar.location_id,
+                m.Slot.calendar_id,
+                m.Slot.day,
+                m.Slot.cell,
+                m.Slot.capacity,
+                m.Slot.booked,
             ).join(m.Calendar, m.Calendar.id == m.Slot.calendar_id)
         )
         for location_id, calendar_id, day, cell, capacity, booked in rows:
@@ -183,7 +190,9 @@ async def test_watch_counters_rebuilds_only_when_needed(core: Core) -> None:
         await bump_catalog(session, core.clock.now())
     await core.watch_counters()  # the configuration changed: reload and rebuild
     rebuilt = await core.counters_version("rathaus")
-    assert rebuilt is not None and version is not None and rebuilt > version
+    assert rebuilt is not None
+    assert version is not None
+    assert rebuilt > version
 
 
 async def test_watch_counters_rebuilds_after_a_redis_restart(
@@ -204,9 +213,7 @@ async def test_watch_counters_rebuilds_after_a_redis_restart(
     await assert_counters_match_sql(core)
 
 
-async def test_a_new_run_id_alone_triggers_a_rebuild(
-    core: Core, redis_server: RedisServer
-) -> None:
+async def test_a_new_run_id_alone_triggers_a_rebuild(core: Core, redis_server: RedisServer) -> None:
     """Another process rebuilt the counters after the restart: this one still rebuilds, as
     holds it knew about may be gone (a failover, a restart from a snapshot)."""
     redis_server.kill()
@@ -273,7 +280,8 @@ async def test_reconcile_subtracts_live_holds_only(core: Core) -> None:
     assert int(await core.redis.get("sch:{rathaus}:ep")) == epoch + 1
     assert not await core.redis.exists("sch:{rathaus}:h:expired")
     members = {t.decode() for t in await core.redis.zrange("sch:{rathaus}:hx", 0, -1)}
-    assert {"live", "new", "two"} <= members and "expired" not in members
+    assert {"live", "new", "two"} <= members
+    assert "expired" not in members
 
     # the hold is counted by free_starts too: three clerks, one held at 08:00 on Monday
     _, rows = await core.free_starts("hund-anmelden", MONDAY, MONDAY, core.clock.now())
@@ -326,3 +334,42 @@ async def test_health_is_degraded_while_redis_is_down(
         redis_server.start()
     again = await client.get("/health")
     assert again.json() == {"status": "ok", "sql": "ok", "redis": "ok"}
+
+
+async def test_a_hold_on_a_closed_day_creates_no_counter(core: Core) -> None:
+    """A live hold on a day without free seats (a closure came after it, or the day filled up
+    in SQL meanwhile) must not leave a counter behind that never expires."""
+    later = ms(core.clock.now() + timedelta(minutes=10))
+    await add_hold(core, "sunday", "sachbearbeitung-1|20261129|32|1", st="held", exp=later)
+    await core.rebuild_counters()
+    key = "sch:{rathaus}:f:sachbearbeitung-1:20261129"
+    assert await core.redis.pttl(key) != -1  # -2: no key; anything else: a key that expires
+    _, (raw,) = await core.gate.read_days("rathaus", [("sachbearbeitung-1", date(2026, 11, 29))])
+    assert not any(decode_free(raw))
+
+
+# -- a rebuild that fails half-way is retried ---------------------------------------------------
+
+
+async def test_a_failed_rebuild_is_retried_by_the_next_watch(core: Core) -> None:
+    await core.redis.set("sch:{rathaus}:ep", "not-a-number")  # the next reconcile of rathaus fails
+    await take_seats(core)
+    with pytest.raises(RedisError):
+        await core.rebuild_counters()
+    await core.redis.delete("sch:{rathaus}:ep")
+    await core.watch_counters()  # same Redis, counters present, catalog unchanged: still rebuild
+    await assert_counters_match_sql(core)
+
+
+async def test_a_catalog_change_seen_while_redis_fails_is_not_forgotten(core: Core) -> None:
+    version = await core.counters_version("rathaus")
+    async with core.sessions() as session, session.begin():
+        await bump_catalog(session, core.clock.now())
+    await core.redis.execute_command("ACL", "SETUSER", "default", "-info")
+    try:
+        await core.watch_counters()  # reloads the catalog, then Redis refuses: nothing rebuilt
+    finally:
+        await core.redis.execute_command("ACL", "SETUSER", "default", "+info")
+    assert await core.counters_version("rathaus") == version
+    await core.watch_counters()
+    assert await core.counters_version("rathaus") == (version or 0) + 1

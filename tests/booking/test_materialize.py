@@ -23,7 +23,9 @@ def local(day: date, hour: int, minute: int = 0) -> datetime:
     return datetime.combine(day, time(hour, minute), tzinfo=BERLIN)
 
 
-async def rematerialize(core: Core, now: datetime | None = None, days: int | None = None) -> MaterializeReport:
+async def rematerialize(
+    core: Core, now: datetime | None = None, days: int | None = None
+) -> MaterializeReport:
     async with core.sessions() as session, session.begin():
         return await materialize_all(
             session, now or core.clock.now(), core.horizon_days if days is None else days
@@ -76,7 +78,9 @@ async def test_the_horizon_starts_today_and_is_as_long_as_configured(core: Core)
     assert max(days) >= date(2026, 11, 23) + timedelta(days=core.horizon_days - 3)
     # a week later the horizon has grown; nothing else changes
     report = await rematerialize(core, T0 + timedelta(days=7))
-    assert report.deleted == 0 and report.updated == 0 and report.inserted > 0
+    assert report.deleted == 0
+    assert report.updated == 0
+    assert report.inserted > 0
 
 
 async def test_a_normal_day_has_the_opening_hours(core: Core) -> None:
@@ -171,7 +175,8 @@ async def test_a_booked_slot_inside_a_new_closure_is_kept_and_reported(core: Cor
 
     # materializing again keeps it (and reports it again, for the staff to move the booking)
     again = await rematerialize(core)
-    assert again.kept_booked == [booked.id] and not again.changed
+    assert again.kept_booked == [booked.id]
+    assert not again.changed
     assert (await slot_at(core, "impflinie-1", booked.starts_at)).capacity == 1  # nothing spare
 
     # the closure is lifted: the slots come back, the kept one with the calendar's capacity
@@ -278,7 +283,8 @@ async def test_fall_back_day(core: Core, clock: ManualClock) -> None:
         # 00:00+02:00 (22:00Z the day before) to 06:00+01:00 (05:00Z): seven real hours
         assert_contiguous(rows, datetime(2026, 10, 24, 22, 0, tzinfo=UTC), 42)
         walls = [r.starts_at.astimezone(BERLIN).strftime("%H:%M%z") for r in rows]
-        assert walls.count("02:30+0200") == 1 and walls.count("02:30+0100") == 1
+        assert walls.count("02:30+0200") == 1
+        assert walls.count("02:30+0100") == 1
         assert walls.index("02:30+0200") < walls.index("02:30+0100")
         assert rows[-1].ends_at == datetime(2026, 10, 25, 5, 0, tzinfo=UTC)
     # the Saturday before and the Monday after are ordinary days

@@ -107,7 +107,10 @@ def test_bad_slug_names_path_and_line() -> None:
 
 def test_unknown_calendar_in_a_pool_names_path_and_line() -> None:
     text = replace_in_table(
-        DEMO, "services", 7, "requirements",
+        DEMO,
+        "services",
+        7,
+        "requirements",
         'requirements = [{ pool = ["impflinie-1", "impflinie-9"] }]',
     )
     message = seed_error(text)
@@ -132,7 +135,8 @@ def test_misaligned_opening_hours_name_the_interval() -> None:
     line = text.splitlines().index('wed = ["08:05-12:00"]') + 1
     assert "opening_hours[0].wed[0]" in message
     assert f"line {line}" in message
-    assert "08:05" in message and "15-minute" in message
+    assert "08:05" in message
+    assert "15-minute" in message
     assert message.count("not aligned") == 1  # once, not once per calendar using the hours
 
 
@@ -146,7 +150,11 @@ def test_misaligned_for_the_shorter_slots_of_another_calendar() -> None:
 
 @pytest.mark.parametrize(
     ("interval", "expected"),
-    [("08:00-25:00", "25:00 is not a time of day"), ("18:00-24:00", "24:00"), ("12:00-08:00", "after")],
+    [
+        ("08:00-25:00", "25:00 is not a time of day"),
+        ("18:00-24:00", "24:00"),
+        ("12:00-08:00", "after"),
+    ],
 )
 def test_impossible_intervals(interval: str, expected: str) -> None:
     text = DEMO.replace('wed = ["08:00-12:00"]', f'wed = ["{interval}"]')
@@ -158,7 +166,8 @@ def test_impossible_intervals(interval: str, expected: str) -> None:
 def test_overlapping_intervals_name_the_opening_hours() -> None:
     text = DEMO.replace('wed = ["08:00-12:00"]', 'wed = ["08:00-12:00", "11:00-13:00"]')
     message = seed_error(text)
-    assert "opening_hours[0]" in message and "overlaps" in message
+    assert "opening_hours[0]" in message
+    assert "overlaps" in message
 
 
 def test_overlap_with_disjoint_validity_is_fine() -> None:
@@ -196,10 +205,14 @@ def test_unknown_time_zone() -> None:
 
 def test_relative_moments_are_checked_at_parse_time() -> None:
     message = seed_error(DEMO.replace('opens_at = "now"', 'opens_at = "bald"'))
-    assert "campaigns[0].opens_at" in message and "'bald'" in message
-    closure = DEMO + '\n[[closures]]\nreason = "Umzug"\nstart = "irgendwann"\nlocation = "rathaus"\n'
+    assert "campaigns[0].opens_at" in message
+    assert "'bald'" in message
+    closure = (
+        DEMO + '\n[[closures]]\nreason = "Umzug"\nstart = "irgendwann"\nlocation = "rathaus"\n'
+    )
     message = seed_error(closure)
-    assert "closures[0].start" in message and "'irgendwann'" in message
+    assert "closures[0].start" in message
+    assert "'irgendwann'" in message
 
 
 @pytest.mark.parametrize(
@@ -306,7 +319,8 @@ async def test_apply_twice_is_idempotent(sessions: async_sessionmaker[AsyncSessi
     assert await catalog_version(sessions) == 2
     async with sessions() as session:
         state = await session.get(m.CatalogState, 1)
-        assert state is not None and state.seeded_at == T0 + timedelta(hours=1)
+        assert state is not None
+        assert state.seeded_at == T0 + timedelta(hours=1)
         campaign = await session.get(m.Campaign, "impfung-76plus")
         assert campaign is not None
         assert campaign.opens_at == T0 + timedelta(hours=1)  # "now" of the second load
@@ -344,9 +358,7 @@ async def test_holidays_are_location_wide_closures_of_the_local_day(
     await apply(sessions, parse_seed(DEMO))
     async with sessions() as session:
         rows = (
-            await session.scalars(
-                select(m.Closure).where(m.Closure.reason == "1. Weihnachtstag")
-            )
+            await session.scalars(select(m.Closure).where(m.Closure.reason == "1. Weihnachtstag"))
         ).all()
     christmas_2026 = [c for c in rows if c.starts_at.year == 2026]
     assert sorted(c.location_id for c in christmas_2026) == ["impfzentrum", "rathaus"]
