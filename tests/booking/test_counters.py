@@ -18,6 +18,7 @@ from scheduler.booking import models as m
 from scheduler.booking.core import Core
 from scheduler.booking.counters import decode_free
 from scheduler.booking.seed import bump_catalog
+from scheduler.clock import ManualClock
 from scheduler.redisconn import connect
 from scheduler.redisproc import RedisServer
 
@@ -249,7 +250,7 @@ async def add_hold(core: Core, token: str, cells: str, **fields: str | int) -> N
     await core.redis.zadd("sch:{rathaus}:hx", {token: int(fields["exp"])})
 
 
-async def test_reconcile_subtracts_live_holds_only(core: Core) -> None:
+async def test_reconcile_subtracts_live_holds_only(core: Core, clock: ManualClock) -> None:
     now = core.clock.now()
     later, earlier = ms(now + timedelta(minutes=10)), ms(now - timedelta(seconds=1))
     epoch = int(await core.redis.get("sch:{rathaus}:ep") or 0)
@@ -290,7 +291,7 @@ async def test_reconcile_subtracts_live_holds_only(core: Core) -> None:
     assert free[local(MONDAY, 8, 15)] == 3
 
     # once the clock passes its expiry, the next reconcile drops the live hold as well
-    core.clock.set(now + timedelta(minutes=11))  # type: ignore[attr-defined]
+    clock.set(now + timedelta(minutes=11))
     await core.rebuild_counters()
     clerk = await redis_free(core, "rathaus", "sachbearbeitung-1", MONDAY)
     assert clerk[32:36] == [1, 1, 1, 1]  # "new" is older than this epoch now: it is in SQL
