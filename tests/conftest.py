@@ -51,7 +51,7 @@ async def redis_url(redis_server: RedisServer) -> AsyncIterator[str]:
     client = connect(redis_server.url)
     await client.flushall()
     await client.aclose()
-    yield redis_server.url
+    return redis_server.url
 
 
 @pytest.fixture(scope="session")

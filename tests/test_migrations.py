@@ -136,10 +136,7 @@ async def test_downgrade_to_base_and_up_again(empty_url: str) -> None:
 
 async def test_processes_migrating_at_once_do_not_collide(empty_url: str) -> None:
     """Several processes starting at once each migrate: one does the work, the others find the
-    schema at head (PostgreSQL: an advisory lock)."""
-    if empty_url.startswith("sqlite"):
-        # SQLite has no such lock; `scheduler serve --workers N` migrates once, in the parent.
-        pytest.skip("SQLite has no migration lock: processes migrating at once collide")
+    schema at head (PostgreSQL: an advisory lock; SQLite: a lock file)."""
     code = "import sys; from scheduler.booking.db import migrate_sync; migrate_sync(sys.argv[1])"
     processes = [
         await asyncio.create_subprocess_exec(

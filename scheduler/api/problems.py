@@ -6,6 +6,7 @@ German by default, English with ``Accept-Language: en``. Every answer carries a 
 from __future__ import annotations
 
 import logging
+import re
 from datetime import datetime
 from typing import Any
 
@@ -306,12 +307,9 @@ def http_error_response(request: Request[Any, Any, Any], exc: HTTPException) -> 
         errors = []
         for item in exc.extra if isinstance(exc.extra, list) else []:
             if isinstance(item, dict):
-                errors.append(
-                    {
-                        "field": str(item.get("key") or item.get("source") or "body"),
-                        "message": str(item.get("message", "invalid")),
-                    }
-                )
+                message = str(item.get("message", "invalid"))
+                field = str(item.get("key") or item.get("source") or "body")
+                errors.append({"field": _body_field(message, field), "message": message})
         if not errors:
             errors.append({"field": "body", "message": str(exc.detail)})
         return problem("validation_failed", lang, extra={"errors": errors})
@@ -333,6 +331,20 @@ def http_error_response(request: Request[Any, Any, Any], exc: HTTPException) -> 
         return problem("bad_request", lang)
     log.error("http error %s: %s", exc.status_code, type(exc).__name__)
     return problem("unavailable" if exc.status_code == 503 else "internal_error", lang)
+
+
+_AT = re.compile(r" - at `\$\.?([^`]*)`")
+_NAMED = re.compile(r"(?:missing required field|unknown field) `([^`]+)`")
+
+
+def _body_field(message: str, default: str) -> str:
+    """The body field a msgspec message is about (``citizen.email``), else ``default``."""
+    where = _AT.search(message)
+    path = where.group(1) if where else ""
+    named = _NAMED.search(message)
+    if named:
+        path = f"{path}.{named.group(1)}" if path else named.group(1)
+    return path or default
 
 
 def unexpected_error_response(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:

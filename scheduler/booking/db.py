@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
+from pathlib import Path
 from typing import Any
 
 from alembic import command
@@ -55,8 +57,27 @@ def alembic_config(url: str) -> Config:
 
 
 def migrate_sync(url: str, revision: str = "head") -> None:
-    """Upgrade the database to ``revision``; safe when several processes start at once."""
-    command.upgrade(alembic_config(url), revision)
+    """Upgrade the database to ``revision``; safe when several processes start at once
+    (PostgreSQL: an advisory lock in env.py; SQLite: a lock file beside the database)."""
+    path = _sqlite_file(url)
+    if path is None:
+        command.upgrade(alembic_config(url), revision)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{path}.migrate-lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            command.upgrade(alembic_config(url), revision)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _sqlite_file(url: str) -> Path | None:
+    if not url.startswith("sqlite"):
+        return None
+    _, _, rest = url.partition(":///")
+    rest = rest.split("?", 1)[0]
+    return Path(rest) if rest and rest != ":memory:" else None
 
 
 async def migrate(url: str, revision: str = "head") -> None:

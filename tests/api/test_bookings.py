@@ -46,7 +46,8 @@ async def test_hold_confirm_read_cancel(client: Client) -> None:
     booking = response.json()
     assert booking["status"] == "confirmed"
     assert booking["channel"] == "online"
-    assert len(booking["reference"]) == 9 and booking["reference"][4] == "-"
+    assert len(booking["reference"]) == 9
+    assert booking["reference"][4] == "-"
     token = booking["manage_token"]
     assert len(token) >= 43
     assert (await slots(client))[START] == 2  # confirmed: still taken
@@ -171,7 +172,8 @@ async def test_reschedule_and_reschedule_into_a_full_slot(client: Client) -> Non
     assert moved.status_code == 200, moved.text
     assert moved.json()["start"] == target
     free = await slots(client)
-    assert free[START] == 3 and free[target] == 2
+    assert free[START] == 3
+    assert free[target] == 2
     # fill 11:00, then try to move there: refused, the booking stays at 10:00
     late = "2026-11-30T11:00:00+01:00"
     late_hold = await hold(client, start=late)

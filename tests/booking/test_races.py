@@ -194,8 +194,10 @@ async def test_two_pools_race(stack: Stack) -> None:
     calendars = [set(a["appointments"][0]["calendar_ids"]) for s, a in results if s == 201]
     rooms = [c & {"room-1", "room-2"} for c in calendars]
     clerks = [c & {"clerk-1", "clerk-2", "clerk-3"} for c in calendars]
-    assert all(len(r) == 1 for r in rooms) and rooms[0] != rooms[1]
-    assert all(len(c) == 1 for c in clerks) and clerks[0] != clerks[1]
+    assert all(len(r) == 1 for r in rooms)
+    assert rooms[0] != rooms[1]
+    assert all(len(c) == 1 for c in clerks)
+    assert clerks[0] != clerks[1]
     assert await over_capacity(stack) == 0
 
 
