@@ -239,7 +239,7 @@ class Core:
 
         try:
             await asyncio.gather(*(touch() for _ in range(min(size, 32))))
-        except Exception:  # noqa: BLE001 - a cold pool is not an error
+        except Exception:
             log.warning("could not warm the database pool")
 
     async def stop(self) -> None:
