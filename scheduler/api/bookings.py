@@ -16,6 +16,7 @@ from litestar.params import JSONBody, PathParameter
 from scheduler.api.auth import bearer, current_principal
 from scheduler.api.params import parse_moment
 from scheduler.booking import codes
+from scheduler.booking import idempotency as idem
 from scheduler.booking import models as m
 from scheduler.booking.apikeys import Principal
 from scheduler.booking.bookings import (
@@ -284,6 +285,9 @@ class HoldsController(Controller):
         service_ids = _service_ids(body.service_id, body.service_ids)
         start = parse_moment("start", body.start)
         channel = _channel(body.channel, principal)
+        key = await _idempotency(request, principal)
+        if key is not None and (earlier := await _earlier(core, key)) is not None:
+            return earlier  # type: ignore[return-value]
         hold = await service.hold(service_ids, start, body.seats, channel)
         location_id = hold.location_id
         out = HoldOut(
@@ -294,7 +298,7 @@ class HoldsController(Controller):
                 for sid, s, e in _parts(core, service_ids, start)
             ],
         )
-        return Response(out, status_code=201)
+        return await _answer(core, key, 201, out)  # type: ignore[return-value]
 
     @delete("/{hold_id:str}", operation_id="releaseHold", summary="Release a hold", status_code=204)
     async def release(
@@ -375,8 +379,12 @@ class BookingsController(Controller):
         principal = (
             await current_principal(request) if (bearer(request) or "").startswith("sk_") else None
         )
+        core = _core(request)
+        key = await _idempotency(request, principal)
+        if key is not None and (earlier := await _earlier(core, key)) is not None:
+            return earlier  # type: ignore[return-value]
         updated = await _service(request).cancel(booking.id, _actor(request, principal))
-        return Response(booking_out(_core(request), updated), headers={"Cache-Control": "no-store"})
+        return await _answer(core, key, 200, booking_out(core, updated))  # type: ignore[return-value]
 
     @post(
         "/{reference:str}/reschedule",
@@ -395,10 +403,45 @@ class BookingsController(Controller):
         principal = (
             await current_principal(request) if (bearer(request) or "").startswith("sk_") else None
         )
+        core = _core(request)
+        key = await _idempotency(request, principal)
+        if key is not None and (earlier := await _earlier(core, key)) is not None:
+            return earlier  # type: ignore[return-value]
         updated = await _service(request).reschedule(
             booking.id, body.hold_id, _actor(request, principal)
         )
-        return Response(booking_out(_core(request), updated), headers={"Cache-Control": "no-store"})
+        return await _answer(core, key, 200, booking_out(core, updated))  # type: ignore[return-value]
+
+
+async def _earlier(core: Core, key: IdempotencyKey) -> Response[bytes] | None:
+    """The stored answer to this Idempotency-Key, if there is one (422 for another body)."""
+    async with core.sessions() as session:
+        replay = await idem.lookup(session, key)
+    return _replayed(replay) if replay is not None else None
+
+
+async def _answer(
+    core: Core, key: IdempotencyKey | None, status: int, content: msgspec.Struct
+) -> Response[bytes]:
+    """Encode the answer; with an Idempotency-Key, remember it (or replay a twin's)."""
+    body = _encoder.encode(content)
+    if key is not None:
+        twin = await idem.remember(core.sessions, key, status, body, core.clock.now())
+        if twin is not None:
+            return _replayed(twin)
+    return Response(
+        body, status_code=status, media_type="application/json",
+        headers={"Cache-Control": "no-store"},
+    )  # fmt: skip
+
+
+def _replayed(replay: Replay) -> Response[bytes]:
+    return Response(
+        replay.body,
+        status_code=replay.status_code,
+        media_type="application/json",
+        headers={"Idempotent-Replayed": "true", "Cache-Control": "no-store"},
+    )
 
 
 async def _with_token(core: Core, service: BookingService, replay: Replay) -> Response[bytes]:

@@ -6,8 +6,10 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, insert, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from scheduler.booking import models as m
@@ -78,3 +80,17 @@ async def expire(session: AsyncSession, before: datetime) -> int:
         delete(m.IdempotencyRecord).where(m.IdempotencyRecord.created_at < before)
     )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def remember(
+    sessions: Any, key: IdempotencyKey, status_code: int, body: bytes, now: datetime
+) -> Replay | None:
+    """Store the answer of a change that is not a booking's creation (a hold, a cancel, a move)
+    after it happened. Returns the earlier answer if a concurrent twin stored one first."""
+    try:
+        async with sessions() as session, session.begin():
+            await store(session, key, status_code, body, now)
+    except IntegrityError:
+        async with sessions() as session:
+            return await lookup(session, key)
+    return None

@@ -244,3 +244,59 @@ async def test_two_services_in_one_visit(client: Client) -> None:
     ausweis = await slots(client, "personalausweis-beantragen")
     assert ausweis[START] == 1  # one room left at 09:00
     assert ausweis["2026-11-30T09:30:00+01:00"] == 1  # the room is kept for the whole visit
+
+
+async def test_idempotent_hold_cancel_and_reschedule(client: Client) -> None:
+    body = {"service_id": "hund-anmelden", "start": START}
+    first = await client.post("/api/v1/holds", json=body, headers={"Idempotency-Key": "h-1"})
+    again = await client.post("/api/v1/holds", json=body, headers={"Idempotency-Key": "h-1"})
+    assert first.status_code == again.status_code == 201
+    assert first.json()["hold_id"] == again.json()["hold_id"]
+    assert again.headers["idempotent-replayed"] == "true"
+    assert (await slots(client))[START] == 2  # one seat held, not two
+    made = (
+        await client.post(
+            "/api/v1/bookings", json={"hold_id": first.json()["hold_id"], "citizen": CITIZEN}
+        )
+    ).json()
+    auth = {"Authorization": f"Bearer {made['manage_token']}"}
+    target = "2026-11-30T10:00:00+01:00"
+    new_hold = await hold(client, start=target)
+    move = {"hold_id": new_hold["hold_id"]}
+    url = f"/api/v1/bookings/{made['reference']}/reschedule"
+    moved = [
+        await client.post(url, json=move, headers={**auth, "Idempotency-Key": "m-1"})
+        for _ in range(2)
+    ]
+    assert [r.status_code for r in moved] == [200, 200]
+    assert moved[0].json() == moved[1].json()
+    assert moved[1].json()["start"] == target
+    cancel_url = f"/api/v1/bookings/{made['reference']}/cancel"
+    cancelled = [
+        await client.post(cancel_url, headers={**auth, "Idempotency-Key": "c-1"}) for _ in range(2)
+    ]
+    assert [r.status_code for r in cancelled] == [200, 200]
+    assert cancelled[1].json()["status"] == "cancelled"
+    free = await slots(client)
+    assert free[START] == 3
+    assert free[target] == 3
+    reused = await client.post(
+        "/api/v1/holds", json={**body, "start": target}, headers={"Idempotency-Key": "h-1"}
+    )
+    assert reused.status_code == 422
+    assert reused.json()["code"] == "idempotency_key_reused"
+
+
+async def test_bad_bodies_are_4xx(client: Client) -> None:
+    for raw, content_type in [
+        (b"{", "application/json"),
+        (b"[]", "application/json"),
+        (b"null", "application/json"),
+        (b"name=x", "application/x-www-form-urlencoded"),
+        (b'{"service_id": 5, "start": []}', "application/json"),
+        (b'{"citizen": {"name": "' + b"x" * 300 + b'"}}', "application/json"),
+    ]:
+        for url in ("/api/v1/holds", "/api/v1/bookings"):
+            response = await client.post(url, content=raw, headers={"Content-Type": content_type})
+            assert 400 <= response.status_code < 500, (url, raw[:30], response.text)
+            assert response.json()["code"] in ("validation_failed", "bad_request"), response.text
