@@ -163,10 +163,10 @@ async def hold_bodies(base: str) -> list[dict[str, Any]]:
         first = date.today()
         days = [first + timedelta(days=n) for n in range(1, 5)]
         tz_starts = []
-        for day in days:
-            for hour in range(8, 16):
-                for minute in range(0, 60, 10):
-                    tz_starts.append(f"{day}T{hour:02d}:{minute:02d}:00")
+        for day in days:  # 08:00 .. 16:10, the 50 starts a day of bench/rush.toml
+            for n in range(50):
+                hour, minute = divmod(8 * 60 + 10 * n, 60)
+                tz_starts.append(f"{day}T{hour:02d}:{minute:02d}:00")
         async with session.get(f"{base}/health"):
             pass
     from datetime import datetime
@@ -177,6 +177,38 @@ async def hold_bodies(base: str) -> list[dict[str, Any]]:
         {"service_id": SERVICE, "start": datetime.fromisoformat(s).replace(tzinfo=tz).isoformat()}
         for s in tz_starts
     ]
+
+
+def wrk_one_step(base: str, starts: list[str], seconds: int, clients: int, work: Path) -> str:
+    """One POST /bookings per request from wrk (a C load generator, so the client does not eat
+    the core the server needs). Returns wrk's output."""
+    path = work / "starts.txt"
+    path.write_text("\n".join(starts) + "\n")
+    script = Path(__file__).resolve().parent / "one_step.lua"
+    return subprocess.run(
+        ["wrk", "-t2", f"-c{clients}", f"-d{seconds}s", "-s", str(script), base],
+        env={**os.environ, "STARTS_FILE": str(path), "SERVICE": SERVICE},
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+
+
+async def booking_window(db_url: str) -> tuple[int, float, float]:
+    """Bookings in SQL, the seconds from the first to the last one, and to the 400th (while
+    seats are plentiful; the last ones take random tries to find)."""
+    engine = create_async_engine(db_url, poolclass=NullPool)
+    async with engine.connect() as conn:
+        times = [
+            r[0] for r in await conn.execute(text("SELECT created_at FROM bookings ORDER BY 1"))
+        ]
+    await engine.dispose()
+    if len(times) < 2:
+        return len(times), float("nan"), float("nan")
+    half = times[min(399, len(times) - 1)]
+    return (
+        len(times),
+        (times[-1] - times[0]).total_seconds(),
+        (half - times[0]).total_seconds(),
+    )
 
 
 async def check_sql(db_url: str, references: list[str]) -> tuple[int, int, int]:
@@ -230,6 +262,10 @@ def main() -> None:
     parser.add_argument("--sqlite", action="store_true", help="SQLite with one worker")
     parser.add_argument("--one-step", action="store_true", help="one POST /bookings per attempt")
     parser.add_argument("--probe-seconds", type=float, default=8.0)
+    parser.add_argument(
+        "--client", choices=["aiohttp", "wrk"], default="aiohttp",
+        help="with --one-step: wrk drives the bookings (a C client; aiohttp needs a core)",
+    )  # fmt: skip
     args = parser.parse_args()
     workers = args.workers or (1 if args.sqlite else 2)
     citizens = args.attempts or args.citizens
@@ -248,9 +284,17 @@ def main() -> None:
             cwd=work, env={**os.environ, **env}, check=True, capture_output=True,
         )  # fmt: skip
         server = start_server(work, env, workers=workers, demo=False)
+        wrk_output = ""
         try:
             began = time.perf_counter()
-            stats = asyncio.run(run_rush(server.base, citizens, args.clients, args.one_step))
+            if args.one_step and args.client == "wrk":
+                stats = Stats()
+                bodies = asyncio.run(hold_bodies(server.base))
+                wrk_output = wrk_one_step(
+                    server.base, [b["start"] for b in bodies], 5, args.clients, work
+                )
+            else:
+                stats = asyncio.run(run_rush(server.base, citizens, args.clients, args.one_step))
             took = time.perf_counter() - began
             bodies = asyncio.run(hold_bodies(server.base))
             hold_rps, hold_p50, hold_p99, hold_statuses = asyncio.run(
@@ -259,6 +303,7 @@ def main() -> None:
         finally:
             server.stop()
         over, lost, seats = asyncio.run(check_sql(db_url, stats.references))
+        in_sql, window_sql, half_sql = asyncio.run(booking_window(db_url))
         probe = start_uvicorn(work, "bench.probe_app:create_reserve", env, workers=workers)
         try:
             url = f"{probe.base}/probe-hold"
@@ -270,6 +315,29 @@ def main() -> None:
             probe.stop()
 
     database = "SQLite" if args.sqlite else "PostgreSQL"
+    if wrk_output:
+        answers = dict(
+            line.split()[1:] for line in wrk_output.splitlines() if line.startswith("STATUS")
+        )
+        latency = next(line for line in wrk_output.splitlines() if line.startswith("LATENCY"))
+        print(
+            f"one-step rush driven by wrk: {args.clients} connections, {workers} worker(s), "
+            f"{database}, 5 s"
+        )
+        print(
+            f"  booked {in_sql} of 800 seats in {window_sql:.2f} s (first to last booking in "
+            f"SQL) -> {in_sql / window_sql:.0f} bookings/s; the first 400 in {half_sql:.2f} s "
+            f"-> {min(in_sql, 400) / half_sql:.0f} bookings/s"
+        )
+        print(f"  answers {answers}  latency {latency[8:]} ms")
+        print(f"  over-capacity slots {over}, seats taken in SQL {seats}")
+        print(
+            f"  hold storm: {hold_rps:.0f} holds/s  p50 {hold_p50:.2f} ms  p99 {hold_p99:.2f} ms;"
+            f"  probe {probe_rps:.0f} req/s -> {hold_rps / probe_rps:.0%} of the probe"
+        )
+        if over:
+            raise SystemExit("INVARIANT BROKEN")
+        return
     booked = len(stats.references)
     window = (stats.last_booking - stats.first) if booked else float("nan")
     print(
