@@ -14,15 +14,24 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, ScalarRenderPlugin, SwaggerRenderPlugin
 
 from scheduler import __version__
+from scheduler.api.admin import NotificationsController
 from scheduler.api.bookings import BookingsController, HoldsController
+from scheduler.api.calendars import (
+    CalendarFilesController,
+    ClosuresController,
+    FeedCache,
+    FeedsController,
+)
 from scheduler.api.catalog import CatalogController, DayFragments, SlotsCache
 from scheduler.api.health import health
 from scheduler.api.keys import KeysController
 from scheduler.api.middleware import request_log_middleware
+from scheduler.api.pages import ManagePageController
 from scheduler.api.problems import EXCEPTION_HANDLERS
 from scheduler.booking.core import Core
 from scheduler.booking.db import make_engine, make_sessionmaker, migrate
 from scheduler.clock import Clock, SystemClock
+from scheduler.jobs import make_dispatcher, start_jobs
 from scheduler.logs import setup_logging
 from scheduler.redisconn import connect
 from scheduler.redisproc import RedisServer
@@ -34,9 +43,14 @@ PREPARED_ENV = "_SCHEDULER_PREPARED"  # set by `scheduler serve` once it migrate
 
 
 def create_app(
-    settings: Settings, *, clock: Clock | None = None, prepared: bool = False
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    prepared: bool = False,
+    run_jobs: bool = True,
 ) -> Litestar:
-    """The API. ``prepared``: the caller already migrated, materialized and built counters."""
+    """The API. ``prepared``: the caller already migrated, materialized and built counters;
+    ``run_jobs``: run the scheduled jobs (dispatch, sweeps, reconcile) in this process too."""
     settings = settings.with_secret()
     clock = clock or SystemClock(timedelta(seconds=settings.clock_offset_seconds))
 
@@ -50,7 +64,7 @@ def create_app(
             redis_url = private.url
         engine = make_engine(settings.database_url)
         redis = connect(redis_url)
-        jobs = AsyncIOScheduler(timezone="UTC")
+        jobs: AsyncIOScheduler | None = None
         try:
             if not prepared:
                 await migrate(settings.database_url)
@@ -63,6 +77,7 @@ def create_app(
                 hold_seconds=settings.hold_seconds,
                 horizon_days=settings.horizon_days,
                 unsafe_no_guard=settings.unsafe_disable_guards,
+                base_url=settings.base_url,
             )
             await core.refresh_catalog(force=True)
             await core.start()
@@ -75,30 +90,14 @@ def create_app(
             app.state.settings = settings
             app.state.slots_cache = SlotsCache()
             app.state.day_fragments = DayFragments()
+            app.state.feed_cache = FeedCache()
             app.state.redis_server = private
-            jobs.add_job(
-                core.watch_counters,
-                "interval",
-                seconds=5,
-                id="watch_counters",
-                coalesce=True,
-                max_instances=1,
-                misfire_grace_time=None,
-            )
-            jobs.add_job(
-                core.materialize,
-                "cron",
-                hour=1,
-                minute=5,
-                id="materialize_horizon",
-                coalesce=True,
-                max_instances=1,
-                misfire_grace_time=None,
-            )
-            jobs.start()
+            app.state.dispatcher = make_dispatcher(core, settings)
+            if run_jobs:
+                jobs = start_jobs(core, app.state.dispatcher)
             yield
         finally:
-            if jobs.running:
+            if jobs is not None and jobs.running:
                 jobs.shutdown(wait=False)
             if app.state.get("core") is not None:
                 await app.state.core.stop()
@@ -109,10 +108,19 @@ def create_app(
 
     api = Router(
         path="/api/v1",
-        route_handlers=[CatalogController, HoldsController, BookingsController, KeysController],
+        route_handlers=[
+            CatalogController,
+            HoldsController,
+            BookingsController,
+            CalendarFilesController,
+            FeedsController,
+            ClosuresController,
+            KeysController,
+            NotificationsController,
+        ],
     )
     return Litestar(
-        route_handlers=[api, health],
+        route_handlers=[api, health, ManagePageController],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         middleware=[request_log_middleware],

@@ -151,7 +151,7 @@ async def core(settings: Settings, clock: ManualClock) -> AsyncIterator[Core]:
 @pytest.fixture
 async def app(settings: Settings, clock: ManualClock, core: Core) -> Litestar:
     """The HTTP app on the same (already seeded) database as ``core``."""
-    return create_app(settings, clock=clock, prepared=True)
+    return create_app(settings, clock=clock, prepared=True, run_jobs=False)
 
 
 @pytest.fixture

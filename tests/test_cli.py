@@ -279,3 +279,35 @@ def test_serve_needs_at_least_one_worker(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "--workers" in result.stderr
     assert not list(tmp_path.iterdir())
+
+
+def test_feeds_create_list_revoke(tmp_path: Path, seeded: Path) -> None:
+    created = ok(scheduler(tmp_path, "feeds", "create", "--calendar", "impflinie-1"))
+    token = created.stdout.strip()
+    assert re.fullmatch(r"ft_[A-Za-z0-9_-]{43}", token), created.stdout
+    stored = query(seeded, "SELECT id, token_hash FROM feed_tokens")
+    assert len(stored) == 1
+    assert token not in str(stored)
+    listing = ok(scheduler(tmp_path, "feeds", "list"))
+    assert str(stored[0][0]) in listing.stdout
+    assert token not in listing.stdout + listing.stderr
+    ok(scheduler(tmp_path, "feeds", "revoke", str(stored[0][0])))
+    assert "revoked" in ok(scheduler(tmp_path, "feeds", "list")).stdout
+    unknown = scheduler(tmp_path, "feeds", "create", "--calendar", "nope")
+    assert unknown.returncode == 2
+
+
+def test_closures_import_from_an_ics_file(tmp_path: Path, seeded: Path) -> None:
+    fixture = Path(__file__).parent / "fixtures" / "holidays_rrule_exdate.ics"
+    first = ok(scheduler(tmp_path, "closures", "import", str(fixture), "--calendar", "schalter-1"))
+    added = int(re.search(r"closures added: (\d+)", first.stdout).group(1))  # type: ignore[union-attr]
+    assert added > 0
+    again = ok(scheduler(tmp_path, "closures", "import", str(fixture), "--calendar", "schalter-1"))
+    assert "closures added: 0" in again.stdout
+    rows = query(seeded, "SELECT count(*) FROM closures WHERE source = 'import'")
+    assert rows[0][0] == added
+    broken = tmp_path / "broken.ics"
+    broken.write_bytes(b"BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\n")
+    failed = scheduler(tmp_path, "closures", "import", str(broken), "--calendar", "schalter-1")
+    assert failed.returncode == 2
+    assert "Traceback" not in failed.stderr

@@ -249,11 +249,14 @@ def _actor(request: Request[Any, Any, Any], principal: Principal | None) -> Acto
     )
 
 
-async def _authorized_booking(request: Request[Any, Any, Any], reference: str) -> m.Booking:
-    """The booking, if the caller may see it: its manage token, or an agent/admin key, or a
-    staff key with one of its calendars. Anything else is the same 404 as a missing booking."""
+async def authorized_booking(
+    request: Request[Any, Any, Any], reference: str, *, query_token: str | None = None
+) -> m.Booking:
+    """The booking, if the caller may see it: its manage token (as Bearer, or ``?token=`` where
+    a link must carry it), or an agent/admin key, or a staff key with one of its calendars.
+    Anything else is the same 404 as a missing booking."""
     service = _service(request)
-    secret = bearer(request)
+    secret = bearer(request) or query_token
     if secret is None:
         raise NotFound("booking", reference)
     principal = await current_principal(request) if secret.startswith("sk_") else None
@@ -361,7 +364,7 @@ class BookingsController(Controller):
         request: Request[Any, Any, Any],
         reference: Annotated[str, PathParameter(max_length=20)],
     ) -> Response[BookingOut]:
-        booking = await _authorized_booking(request, reference)
+        booking = await authorized_booking(request, reference)
         return Response(booking_out(_core(request), booking), headers={"Cache-Control": "no-store"})
 
     @post(
@@ -375,7 +378,7 @@ class BookingsController(Controller):
         request: Request[Any, Any, Any],
         reference: Annotated[str, PathParameter(max_length=20)],
     ) -> Response[BookingOut]:
-        booking = await _authorized_booking(request, reference)
+        booking = await authorized_booking(request, reference)
         principal = (
             await current_principal(request) if (bearer(request) or "").startswith("sk_") else None
         )
@@ -399,7 +402,7 @@ class BookingsController(Controller):
         data: JSONBody[Reschedule],
     ) -> Response[BookingOut]:
         body = data
-        booking = await _authorized_booking(request, reference)
+        booking = await authorized_booking(request, reference)
         principal = (
             await current_principal(request) if (bearer(request) or "").startswith("sk_") else None
         )

@@ -150,6 +150,8 @@ NOT_FOUND_DETAIL = {
         "calendar": "Den Kalender „{ident}“ gibt es nicht.",
         "api_key": "Den Schlüssel „{ident}“ gibt es nicht.",
         "booking": "Diese Buchung gibt es nicht.",
+        "feed_token": "Diesen Feed-Schlüssel gibt es nicht.",
+        "notification": "Diese Nachricht gibt es nicht.",
         "route": "Unter dieser Adresse gibt es nichts.",
     },
     "en": {
@@ -158,6 +160,8 @@ NOT_FOUND_DETAIL = {
         "calendar": "There is no calendar '{ident}'.",
         "api_key": "There is no key '{ident}'.",
         "booking": "There is no such booking.",
+        "feed_token": "There is no such feed token.",
+        "notification": "There is no such message.",
         "route": "There is nothing at this address.",
     },
 }
@@ -191,6 +195,8 @@ FIELD_MESSAGES = {
         "not_active": "Die Buchung ist nicht mehr aktiv.",
         "other_services": "Die neue Reservierung gilt anderen Leistungen.",
         "json": "Der Inhalt ist kein gültiges JSON.",
+        "ical": "Die Kalenderdatei ist ungültig: {message}",
+        "not_retryable": "Eine Nachricht im Status {status} kann nicht erneut gesendet werden.",
     },
     "en": {
         "required": "This field is required.",
@@ -220,6 +226,8 @@ FIELD_MESSAGES = {
         "not_active": "The booking is no longer active.",
         "other_services": "The new hold is for other services.",
         "json": "The body is not valid JSON.",
+        "ical": "The calendar file is invalid: {message}",
+        "not_retryable": "A message in status {status} cannot be sent again.",
     },
 }
 

@@ -15,13 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import selectinload
 
-from scheduler.booking import codes, pgfast
+from scheduler.booking import codes, outbox, pgfast
 from scheduler.booking import idempotency as idem
 from scheduler.booking import models as m
 from scheduler.booking.catalog import Catalog
@@ -176,6 +177,11 @@ class BookingService:
         self.core = core
         self.reservations = reservations
         self.unsafe_no_guard = unsafe_no_guard
+
+    @property
+    def host(self) -> str:
+        """The host name in UIDs and Message-IDs (from the service's base URL)."""
+        return urlsplit(self.core.base_url).hostname or "localhost"
 
     @property
     def catalog(self) -> Catalog:
@@ -365,12 +371,14 @@ class BookingService:
             updated_at=now,
         )
         body = render(view) if key is not None else None
+        hours = tuple(sorted({h for s in services for h in s.reminder_hours}))
+        messages = outbox.for_new_booking(booking_id, start, hours, now, self.host)
         simple_limits = all(s.max_active_per_person == 1 for s in services)
         if self.core.engine.dialect.name == "postgresql" and simple_limits:
             claims = [(sid, pk) for sid in payload.service_ids for pk in person_keys]
             await pgfast.insert_booking(
                 self.core.engine, booking_row, appointment_row, audit_row, hold.cells, claims,
-                (key, body, now) if key is not None and body is not None else None,
+                messages, (key, body, now) if key is not None and body is not None else None,
                 guarded=not self.unsafe_no_guard,
             )  # fmt: skip
             return view
@@ -384,6 +392,7 @@ class BookingService:
                 [{"booking_id": booking_id, "slot_id": sid, "seats": s} for sid, s in slot_ids],
             )
             await session.execute(INSERT_AUDIT, audit_row)
+            await session.execute(outbox.INSERT, messages)
             if key is not None and body is not None:
                 await idem.store(session, key, 201, body, now)
         return view
@@ -504,6 +513,7 @@ class BookingService:
             booking.sequence += 1
             booking.updated_at = now
             await self._audit(session, actor, "booking.cancel", booking_id, now)
+            await outbox.on_cancel(session, booking_id, now, self.host)
         await self.reservations.free(booking.location_id, freed)
         return booking
 
@@ -568,6 +578,8 @@ class BookingService:
                 session, actor, "booking.reschedule", booking_id, now,
                 {"from": old_start.isoformat(), "to": start.isoformat()},
             )  # fmt: skip
+            hours = tuple(sorted({h for s in services for h in s.reminder_hours}))
+            await outbox.on_move(session, booking_id, old_start, start, hours, now, self.host)
         return booking, freed
 
     async def _locked(self, session: AsyncSession, booking_id: str) -> m.Booking:

@@ -53,6 +53,7 @@ class Core:
         hold_seconds: int = 600,
         horizon_days: int = 120,
         unsafe_no_guard: bool = False,
+        base_url: str = "http://127.0.0.1:8000",
     ) -> None:
         self.engine = engine
         self.sessions = sessions
@@ -65,6 +66,7 @@ class Core:
         self.secret_key = secret_key
         self.hold_seconds = hold_seconds
         self.horizon_days = horizon_days
+        self.base_url = base_url
         self.catalog = Catalog()
         self.day_cache = av.DayCache()
         self._redis_run_id: str | None = None

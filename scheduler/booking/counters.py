@@ -10,6 +10,7 @@ share the hash tag ``{location}`` so every script runs unchanged on Redis Cluste
     sch:{rathaus}:hx                      zset: hold token -> expiry (ms)
     sch:{rathaus}:h:<token>               hash: st (held|claimed|confirmed), exp, ce, cells, p
     sch:{rathaus}:f:<calendar>:<yyyymmdd> free seats per cell
+    sch:{rathaus}:fv:<calendar>           feed version: bumped when a booking of it changes
     sch:changes                           pub/sub channel: a location's counters changed
 
 A hold's ``cells`` field lists ``calendar|yyyymmdd|cell|seats`` entries joined by ``;``.
@@ -60,6 +61,9 @@ class Keys:
 
     def day(self, calendar_id: str, day: date) -> str:
         return f"{self.base}f:{calendar_id}:{day:%Y%m%d}"
+
+    def feed(self, calendar_id: str) -> str:
+        return f"{self.base}fv:{calendar_id}"
 
 
 def decode_free(raw: bytes | None) -> array[int]:

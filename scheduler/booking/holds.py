@@ -207,6 +207,7 @@ class Reservations:
         self._release = redis.register_script(scripts.RELEASE)
         self._free = redis.register_script(scripts.FREE)
         self._sweep = redis.register_script(scripts.SWEEP)
+        self._touch_feeds = redis.register_script(scripts.TOUCH_FEEDS)
 
     async def hold(
         self, visit: Visit, channel: str, now: datetime, hold_seconds: int, *, claimed: bool
@@ -313,6 +314,25 @@ class Reservations:
             args += [c.calendar_id, f"{c.day:%Y%m%d}", c.cell, c.seats]
         with contextlib.suppress(RedisError):
             await self._free(keys=[keys.version], args=args)
+
+    async def feed_version(self, location_id: str, calendar_id: str) -> str | None:
+        """The calendar's feed version; None when Redis cannot tell (then ask SQL)."""
+        key = Keys(location_id).feed(calendar_id)
+        try:
+            value = await self.redis.get(key)
+            if value is None:
+                # a fresh start (first use, or Redis lost it): a random origin, so a version
+                # seen before the loss can never be mistaken for this one
+                await self.redis.set(key, secrets.randbelow(2**62), nx=True)
+                value = await self.redis.get(key)
+        except RedisError:
+            return None
+        return value.decode() if isinstance(value, bytes) else str(value)
+
+    async def touch_feeds(self, location_id: str, calendar_ids: list[str]) -> None:
+        if calendar_ids:
+            with contextlib.suppress(RedisError):
+                await self._touch_feeds(keys=[Keys(location_id).version], args=calendar_ids)
 
     async def sweep(self, location_id: str, now: datetime, limit: int = 500) -> int:
         keys = Keys(location_id)

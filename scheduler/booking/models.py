@@ -359,6 +359,67 @@ class ApiKey(Base):
     revoked_at: Mapped[datetime | None]
 
 
+class NotificationStatus(StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    NOT_APPLICABLE = "not_applicable"
+
+
+class Notification(Base):
+    """An outbox row: a message to send at ``due_at``, written in the transaction of the change
+    it is about. Claimed by one sender at a time (a lease), sent at most once per claim."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    booking_id: Mapped[str | None] = mapped_column(
+        ForeignKey("bookings.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(32))
+    due_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(16), default=NotificationStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(String(200))
+    sent_at: Mapped[datetime | None]
+    message_id: Mapped[str] = mapped_column(String(100))
+    lease_until: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    previous_start: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_notifications_due", "status", "due_at"),)
+
+
+class FeedToken(Base):
+    """A subscription token for one calendar's iCal feed; only its SHA-256 is stored."""
+
+    __tablename__ = "feed_tokens"
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    calendar_id: Mapped[str] = mapped_column(ForeignKey("calendars.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class RenderedEvent(Base):
+    """A booking's VEVENT as one feed shows it, kept so a feed is assembled, not re-rendered,
+    also after a restart. Keyed by everything the text depends on."""
+
+    __tablename__ = "rendered_events"
+
+    booking_id: Mapped[str] = mapped_column(
+        ForeignKey("bookings.id", ondelete="CASCADE"), primary_key=True
+    )
+    calendar_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    privacy: Mapped[str] = mapped_column(String(16), primary_key=True)
+    sequence: Mapped[int] = mapped_column(Integer)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class CatalogState(Base):
     """One row: bumped whenever the configuration changes, so every process reloads it."""
 

@@ -1,7 +1,8 @@
 """The PostgreSQL fast path of a booking's confirmation: one statement, one round trip.
 
 The conditional seat update, the booking, its appointment, its slot rows, the person claims,
-the audit event and (when given) the idempotency record are written by one statement of
+the audit event, the outbox rows and (when given) the idempotency record are written by one
+statement of
 data-modifying CTEs. The statement ends by dividing by zero unless every wanted cell was
 updated, so a full cell aborts it and nothing is written (a statement is atomic). The generic
 SQLAlchemy path in ``bookings`` does the same in several statements; both keep the CHECK
@@ -46,7 +47,7 @@ def _statement(*, guarded: bool, with_key: bool) -> str:
     idem = (
         f""", ir AS (
   INSERT INTO idempotency_records (key, request_hash, status_code, body, created_at)
-  VALUES (${p + 8}, ${p + 9}, 201, ${p + 10}, $13)
+  VALUES (${p + 11}, ${p + 12}, 201, ${p + 13}, $13)
 )"""
         if with_key
         else ""
@@ -72,6 +73,11 @@ WITH want AS (
 ), au AS (
   INSERT INTO audit_events (at, actor, action, booking_id, request_id, details)
   VALUES ($13, ${p + 4}, ${p + 5}, $6, ${p + 6}, ${p + 7}::json)
+), nt AS (
+  INSERT INTO notifications
+    (booking_id, kind, due_at, status, attempts, message_id, created_at)
+  SELECT $6, n.k, n.d, 'pending', 0, n.i, $13
+  FROM unnest(${p + 8}::text[], ${p + 9}::timestamptz[], ${p + 10}::text[]) AS n(k, d, i)
 ){idem}
 SELECT 1 / (CASE WHEN (SELECT count(*) FROM taken) = $5 THEN 1 ELSE 0 END)
 """
@@ -91,6 +97,7 @@ async def insert_booking(
     audit: dict[str, Any],
     cells: list[CellRef],
     claims: list[tuple[str, str]],
+    messages: list[dict[str, Any]],
     idempotency: tuple[IdempotencyKey, bytes, datetime] | None,
     *,
     guarded: bool = True,
@@ -120,6 +127,9 @@ async def insert_booking(
         audit["action"],
         audit["request_id"],
         json.dumps(audit["details"]),
+        [row["kind"] for row in messages],
+        [row["due_at"] for row in messages],
+        [row["message_id"] for row in messages],
     ]
     if idempotency is not None:
         key, body, _ = idempotency

@@ -147,7 +147,8 @@ redis.call('PUBLISH', 'sch:changes', ARGV[1])
 return 1
 """
 
-# Mark a hold confirmed: its seats now belong to a booking in SQL. The record stays until
+# Mark a hold confirmed: its seats now belong to a booking in SQL, and the feed version of each
+# of its calendars changes. The record stays until
 # ``keep`` (ms) with the reconcile epoch, so a reconcile that read SQL before the booking was
 # committed still counts it. KEYS[1] version, KEYS[2] hold index, KEYS[3] epoch;
 # ARGV: location, token, keep-until ms. Returns 1, or 0 when the hold was not live.
@@ -158,13 +159,24 @@ if redis.call('HGET', hkey, 'st') ~= 'claimed' then return 0 end
 local epoch = redis.call('GET', KEYS[3]) or '0'
 redis.call('HSET', hkey, 'st', 'confirmed', 'ce', epoch)
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
+local touched = {}
+for cal in string.gmatch(redis.call('HGET', hkey, 'cells'), '([^|;]+)|[^;]*') do
+  if not touched[cal] then
+    touched[cal] = true
+    redis.call('INCR', base .. 'fv:' .. cal)
+  end
+end
 return 1
 """
 
-# Give seats back (a cancelled booking, or the old slots of a moved one).
+# Give seats back (a cancelled booking, or the old slots of a moved one); the calendars' feed
+# versions change too (CONFIRM bumps them for new bookings).
 # KEYS[1] version; ARGV: location, then calendar, day, cell, seats per cell.
 FREE = """
 local base = string.sub(KEYS[1], 1, -4)
+for i = 2, #ARGV, 4 do
+  redis.call('INCR', base .. 'fv:' .. ARGV[i])
+end
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 for i = 2, #ARGV, 4 do
   redis.call('BITFIELD', base .. 'f:' .. ARGV[i] .. ':' .. ARGV[i + 1],
@@ -173,6 +185,14 @@ end
 redis.call('INCR', KEYS[1])
 redis.call('PUBLISH', 'sch:changes', ARGV[1])
 return 1
+"""
+
+# A booking changed without seats moving (e.g. attendance marked, personal data erased):
+# KEYS[1] version; ARGV: calendar ids whose feed version changes.
+TOUCH_FEEDS = """
+local base = string.sub(KEYS[1], 1, -4)
+for i = 1, #ARGV do redis.call('INCR', base .. 'fv:' .. ARGV[i]) end
+return #ARGV
 """
 
 # Periodic sweep. KEYS[1] version, KEYS[2] hold index; ARGV: location, now ms, limit.

@@ -1,0 +1,123 @@
+"""The manage page every message links to: ``/buchung/{reference}?token=…``.
+
+A minimal German HTML page (until the pages issue builds the full one) that shows the booking
+and lets the person cancel it. It works without JavaScript (a form, then a redirect), sends no
+referrer and is never cached; a wrong token is the same "not found" page as a missing booking.
+"""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from litestar import Controller, Request, Response, get, post
+from litestar.params import PathParameter, QueryParameter
+from litestar.response import Redirect
+
+from scheduler.api.bookings import authorized_booking
+from scheduler.booking import codes
+from scheduler.booking import models as m
+from scheduler.booking.bookings import Actor, BookingService
+from scheduler.booking.core import Core
+from scheduler.booking.errors import NotFound
+
+HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+STATUS_DE = {
+    "confirmed": "bestätigt",
+    "pending": "noch nicht bestätigt",
+    "cancelled": "abgesagt",
+    "checked_in": "wahrgenommen",
+    "no_show": "nicht erschienen",
+    "completed": "erledigt",
+}
+WEEKDAYS = ("Montag", "Dienstag", "Mittwoch", "Donnerstag", "Freitag", "Samstag", "Sonntag")
+MONTHS = ("Januar", "Februar", "März", "April", "Mai", "Juni", "Juli", "August", "September",
+          "Oktober", "November", "Dezember")  # fmt: skip
+
+
+def _page(title: str, body: str, status: int = 200) -> Response[str]:
+    html = (
+        '<!doctype html><html lang="de"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<meta name="referrer" content="no-referrer">'
+        f"<title>{escape(title)}</title>"
+        "<style>body{font:1.2rem/1.5 system-ui,sans-serif;max-width:40rem;margin:2rem auto;"
+        "padding:0 1rem;color:#111;background:#fff}button{font-size:1.1rem;padding:.6rem 1.2rem;"
+        "background:#8b0000;color:#fff;border:0;border-radius:.3rem}dt{font-weight:bold}"
+        "</style></head>"
+        f"<body><main><h1>{escape(title)}</h1>{body}</main></body></html>"
+    )
+    return Response(html, status_code=status, media_type="text/html", headers=HEADERS)
+
+
+def _when(core: Core, booking: m.Booking) -> str:
+    tz = core.catalog.locations[booking.location_id].tz
+    start = booking.starts_at.astimezone(tz)
+    end = booking.ends_at.astimezone(tz)
+    return (
+        f"{WEEKDAYS[start.weekday()]}, {start.day}. {MONTHS[start.month - 1]} {start.year}, "
+        f"{start:%H:%M} bis {end:%H:%M} Uhr"
+    )
+
+
+class ManagePageController(Controller):
+    path = "/buchung"
+    include_in_schema = False
+
+    @get("/{reference:str}", operation_id="managePage")
+    async def show(
+        self,
+        request: Request[Any, Any, Any],
+        reference: Annotated[str, PathParameter(max_length=20)],
+        token: Annotated[str | None, QueryParameter(max_length=100)] = None,
+    ) -> Response[str]:
+        core: Core = request.app.state.core
+        try:
+            booking = await authorized_booking(request, reference, query_token=token)
+        except NotFound:
+            return _page("Buchung nicht gefunden", "<p>Diese Buchung gibt es nicht.</p>", 404)
+        services = [
+            core.catalog.services[s].name
+            for a in booking.appointments
+            for s in a.service_ids
+            if s in core.catalog.services
+        ]
+        location = core.catalog.locations[booking.location_id]
+        details = (
+            "<dl>"
+            f"<dt>Buchungscode</dt><dd>{escape(codes.format_reference(booking.reference))}</dd>"
+            f"<dt>Leistung</dt><dd>{escape(', '.join(services))}</dd>"
+            f"<dt>Termin</dt><dd>{escape(_when(core, booking))}</dd>"
+            f"<dt>Ort</dt><dd>{escape(location.name)}, {escape(location.address)}</dd>"
+            f"<dt>Status</dt><dd>{escape(STATUS_DE.get(booking.status, booking.status))}</dd>"
+            "</dl>"
+        )
+        ics = f"/api/v1/bookings/{quote(booking.reference)}/calendar.ics?token={quote(token or '')}"
+        details += f'<p><a href="{escape(ics)}">In den Kalender übernehmen (.ics)</a></p>'
+        if booking.status in (m.BookingStatus.CONFIRMED.value, m.BookingStatus.PENDING.value):
+            details += (
+                f'<form method="post" action="/buchung/{escape(quote(booking.reference))}/absagen">'
+                f'<input type="hidden" name="token" value="{escape(token or "")}">'
+                "<p>Sie können diesen Termin hier absagen. Der Platz wird dann wieder frei.</p>"
+                '<button type="submit">Termin absagen</button></form>'
+            )
+        return _page("Ihr Termin", details)
+
+    @post("/{reference:str}/absagen", operation_id="managePageCancel", status_code=303)
+    async def cancel(
+        self,
+        request: Request[Any, Any, Any],
+        reference: Annotated[str, PathParameter(max_length=20)],
+    ) -> Response[Any]:
+        form = await request.form()
+        token = str(form.get("token", ""))[:100]
+        try:
+            booking = await authorized_booking(request, reference, query_token=token)
+        except NotFound:
+            return _page("Buchung nicht gefunden", "<p>Diese Buchung gibt es nicht.</p>", 404)
+        service: BookingService = request.app.state.bookings
+        await service.cancel(booking.id, Actor(request_id=request.scope.get("state", {}).get(
+            "request_id")))  # fmt: skip
+        target = f"/buchung/{quote(booking.reference)}?token={quote(token)}"
+        return Redirect(target, status_code=303, headers=HEADERS)

@@ -1,0 +1,87 @@
+"""Bookings as calendar events: what a citizen's .ics and a staff feed say about a booking."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from urllib.parse import quote, urlsplit
+
+from scheduler.booking import codes
+from scheduler.booking import models as m
+from scheduler.booking.catalog import Catalog
+from scheduler.booking.feeds import FeedBooking, summary_for
+from scheduler.calendar.ical import EventData
+
+STATUS = {
+    m.BookingStatus.CANCELLED.value: "CANCELLED",
+    m.BookingStatus.PENDING.value: "TENTATIVE",
+}
+
+
+def uid_host(base_url: str) -> str:
+    return urlsplit(base_url).hostname or "localhost"
+
+
+def manage_url(base_url: str, reference: str, token: str) -> str:
+    return (
+        f"{base_url.rstrip('/')}/buchung/{codes.format_reference(reference)}?token={quote(token)}"
+    )
+
+
+def _place(catalog: Catalog, location_id: str) -> str:
+    location = catalog.locations.get(location_id)
+    return f"{location.name}, {location.address}" if location else ""
+
+
+def booking_event(
+    catalog: Catalog, booking: m.Booking, base_url: str, token: str, language: str
+) -> EventData:
+    """The citizen's event: services, place, what to bring, the manage link."""
+    service_ids = [s for a in booking.appointments for s in a.service_ids]
+    services = [catalog.services[s] for s in service_ids if s in catalog.services]
+    names = [s.display_name(language) for s in services]
+    link = manage_url(base_url, booking.reference, token)
+    reference = codes.format_reference(booking.reference)
+    if language == "en":
+        lines = [f"Booking code: {reference}"]
+        lines += [s.description_en or s.description for s in services if s.description]
+        lines.append(f"Change or cancel: {link}")
+    else:
+        lines = [f"Buchungscode: {reference}"]
+        lines += [s.description for s in services if s.description]
+        lines.append(f"Ändern oder absagen: {link}")
+    return EventData(
+        uid=f"{booking.id}@{uid_host(base_url)}",
+        start=booking.starts_at,
+        end=booking.ends_at,
+        summary=", ".join(names),
+        location=_place(catalog, booking.location_id),
+        description="\n".join(lines),
+        sequence=booking.sequence,
+        status=STATUS.get(booking.status, "CONFIRMED"),
+        last_modified=booking.updated_at,
+        url=link,
+    )
+
+
+def feed_event(
+    catalog: Catalog, booking: FeedBooking, location_id: str, privacy: str, base_url: str
+) -> EventData:
+    """A staff feed's event: the service and, as configured, the name or initials — never a
+    birth date or contact data."""
+    names = [catalog.services[s].name for s in booking.service_ids if s in catalog.services]
+    return EventData(
+        uid=f"{booking.id}@{uid_host(base_url)}",
+        start=booking.starts_at,
+        end=booking.ends_at,
+        summary=summary_for(names, booking.attendee_name, privacy),
+        location=_place(catalog, location_id),
+        description=f"Buchungscode: {codes.format_reference(booking.reference)}",
+        sequence=booking.sequence,
+        status=STATUS.get(booking.status, "CONFIRMED"),
+        last_modified=booking.updated_at,
+    )
+
+
+def stamp_of(booking_updated: datetime) -> datetime:
+    """DTSTAMP of a rendered event: its last change, so the same state renders the same text."""
+    return booking_updated

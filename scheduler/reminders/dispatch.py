@@ -1,0 +1,202 @@
+"""Sending the outbox: claim due rows, re-read the booking, render, send, record the outcome.
+
+Several processes may dispatch at once. A row is claimed by a conditional update that moves it
+to ``sending`` with a lease (``FOR UPDATE SKIP LOCKED`` on PostgreSQL picks rows nobody else is
+claiming; SQLite serializes writers). A row whose sender died is claimed again after its lease:
+the message may then arrive twice, with the same Message-ID, never not at all. Right before
+sending, the booking is read again: a reminder for a cancelled or past appointment is not sent.
+Temporary failures retry with exponential back-off; after ``max_attempts`` or on a permanent
+failure the row is ``failed`` and shows up for admins.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import selectinload
+
+from scheduler.booking import models as m
+from scheduler.booking.events import booking_event, manage_url
+from scheduler.calendar.ical import booking_ics
+from scheduler.reminders.mailer import Mailer, SendError
+from scheduler.reminders.messages import Kind, MessageData, render
+
+log = logging.getLogger("scheduler.outbox")
+N = m.Notification
+ACTIVE = tuple(s.value for s in m.ACTIVE_STATUSES)
+
+
+@dataclass(slots=True)
+class DispatchReport:
+    claimed: int = 0
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    skipped: int = 0  # cancelled reminders, no e-mail address
+
+
+def backoff(attempts: int) -> timedelta:
+    """30 s, 1 min, 2 min, … at most one hour."""
+    return timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), 3600))
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        core: Any,
+        mailer: Mailer,
+        *,
+        sender: str,
+        batch: int = 100,
+        lease_seconds: int = 120,
+        max_attempts: int = 8,
+    ) -> None:
+        self.core = core
+        self.mailer = mailer
+        self.sender = sender
+        self.batch = batch
+        self.lease = timedelta(seconds=lease_seconds)
+        self.max_attempts = max_attempts
+
+    async def run_once(self) -> DispatchReport:
+        """Claim and send what is due now; returns what happened."""
+        report = DispatchReport()
+        while True:
+            now = self.core.clock.now()
+            rows = await self._claim(now)
+            report.claimed += len(rows)
+            for row in rows:
+                await self._deliver(row, report)
+            if len(rows) < self.batch:
+                return report
+
+    async def _claim(self, now: datetime) -> list[Any]:
+        due = (
+            select(N.id)
+            .where(
+                or_(
+                    (N.status == m.NotificationStatus.PENDING.value) & (N.due_at <= now),
+                    (N.status == m.NotificationStatus.SENDING.value) & (N.lease_until < now),
+                )
+            )
+            .order_by(N.due_at, N.id)
+            .limit(self.batch)
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+        claim = (
+            update(N)
+            .where(N.id.in_(due))
+            .values(
+                status=m.NotificationStatus.SENDING.value,
+                lease_until=now + self.lease,
+                attempts=N.attempts + 1,
+            )
+            .returning(N.id, N.booking_id, N.kind, N.message_id, N.attempts, N.previous_start)
+        )
+        async with self.core.sessions() as session, session.begin():
+            return list(await session.execute(claim))
+
+    async def _finish(self, row_id: int, **values: Any) -> None:
+        async with self.core.sessions() as session, session.begin():
+            await session.execute(
+                update(N)
+                .where(N.id == row_id, N.status == m.NotificationStatus.SENDING.value)
+                .values(lease_until=None, **values)
+            )
+
+    async def _deliver(self, row: Any, report: DispatchReport) -> None:
+        now = self.core.clock.now()
+        async with self.core.sessions() as session:
+            booking = await session.scalar(
+                select(m.Booking)
+                .where(m.Booking.id == row.booking_id)
+                .options(selectinload(m.Booking.appointments))
+            )
+        kind = Kind(row.kind)
+        if booking is None or (
+            kind is Kind.REMINDER and (booking.status not in ACTIVE or booking.starts_at <= now)
+        ):
+            report.skipped += 1
+            await self._finish(row.id, status=m.NotificationStatus.CANCELLED.value)
+            return
+        if not booking.contact_email or booking.erased_at is not None:
+            report.skipped += 1
+            await self._finish(row.id, status=m.NotificationStatus.NOT_APPLICABLE.value)
+            return
+        try:
+            message = self._message(booking, kind, row)
+            await self.mailer.send(message)
+        except SendError as exc:
+            if exc.permanent or row.attempts >= self.max_attempts:
+                report.failed += 1
+                await self._finish(
+                    row.id, status=m.NotificationStatus.FAILED.value, last_error=_reason(exc)
+                )
+            else:
+                report.retried += 1
+                await self._finish(
+                    row.id,
+                    status=m.NotificationStatus.PENDING.value,
+                    due_at=now + backoff(row.attempts),
+                    last_error=_reason(exc),
+                )
+            log.warning(
+                "message not sent",
+                extra={"notification": row.id, "kind": row.kind, "code": exc.code,
+                       "permanent": exc.permanent},
+            )  # fmt: skip
+            return
+        report.sent += 1
+        await self._finish(
+            row.id, status=m.NotificationStatus.SENT.value, sent_at=now, last_error=None
+        )
+        log.info("message sent", extra={"notification": row.id, "kind": row.kind})
+
+    def _message(self, booking: m.Booking, kind: Kind, row: Any) -> Any:
+        core = self.core
+        catalog = core.catalog
+        language = booking.language if booking.language in ("de", "en") else "de"
+        service_ids = [s for a in booking.appointments for s in a.service_ids]
+        services = [catalog.services[s] for s in service_ids if s in catalog.services]
+        location = catalog.locations[booking.location_id]
+        token = core.bookings.token_for(booking)
+        event = booking_event(catalog, booking, core.base_url, token, language)
+        method = "CANCEL" if kind is Kind.CANCELLATION else "REQUEST"
+        ics = booking_ics(event, location.tz, booking.updated_at, method=method)
+        bring = [
+            (s.description_en or s.description) if language == "en" else s.description
+            for s in services
+        ]
+        data = MessageData(
+            kind=kind,
+            language=language,
+            to_name=booking.contact_name or booking.attendee_name or "",
+            to_email=booking.contact_email or "",
+            attendee_name=booking.attendee_name or "",
+            reference=f"{booking.reference[:4]}-{booking.reference[4:]}",
+            services=[s.display_name(language) for s in services],
+            start=booking.starts_at,
+            end=booking.ends_at,
+            tz=location.tz,
+            place_name=location.name,
+            place_address=location.address,
+            what_to_bring=[line for line in bring if line],
+            manage_url=manage_url(core.base_url, booking.reference, token),
+            ics=ics,
+            ics_method=method,
+            message_id=row.message_id,
+            sender=self.sender,
+            previous_start=row.previous_start,
+            book_url=f"{core.base_url.rstrip('/')}/",
+        )
+        return render(data, now=core.clock.now())
+
+
+def _reason(exc: SendError) -> str:
+    kind = "permanent" if exc.permanent else "temporary"
+    return f"{kind} {exc.code or ''}".strip()[:200]
