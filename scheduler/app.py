@@ -78,6 +78,7 @@ def create_app(
                 horizon_days=settings.horizon_days,
                 unsafe_no_guard=settings.unsafe_disable_guards,
                 base_url=settings.base_url,
+                retention_days=settings.retention_days,
             )
             await core.refresh_catalog(force=True)
             await core.start()

@@ -255,6 +255,89 @@ def cmd_closures(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_worker(_: argparse.Namespace, settings: Settings) -> int:
+    """The scheduled jobs without HTTP: dispatch messages, sweep holds, reconcile counters,
+    extend the horizon, erase old personal data. Stops on SIGTERM or SIGINT."""
+    import signal
+
+    from scheduler.booking.core import Core
+    from scheduler.booking.db import make_engine, make_sessionmaker, migrate
+    from scheduler.jobs import make_dispatcher, start_jobs
+    from scheduler.redisconn import connect
+
+    settings = settings.with_secret()
+    if settings.redis_url is None:
+        raise CliError("scheduler worker needs SCHEDULER_REDIS_URL: the Redis the API uses")
+
+    async def run() -> None:
+        await migrate(settings.database_url)
+        engine = make_engine(settings.database_url, pool_size=4)
+        redis = connect(settings.redis_url or "")
+        core = Core(
+            engine=engine, sessions=make_sessionmaker(engine), redis=redis,
+            clock=_clock(settings), secret_key=settings.secret_key or "",
+            hold_seconds=settings.hold_seconds, horizon_days=settings.horizon_days,
+            base_url=settings.base_url, retention_days=settings.retention_days,
+        )  # fmt: skip
+        await core.refresh_catalog(force=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        dispatcher = make_dispatcher(core, settings)
+        jobs = start_jobs(core, dispatcher)
+        print("scheduler worker running", file=sys.stderr)
+        try:
+            await dispatcher.run_once()  # what fell due while no process ran goes out now
+            await stop.wait()
+        finally:
+            jobs.shutdown(wait=False)
+            await redis.aclose()
+            await engine.dispose()
+
+    asyncio.run(run())
+    return 0
+
+
+def cmd_notifications(args: argparse.Namespace, settings: Settings) -> int:
+    from scheduler.booking import notifications
+
+    now = _clock(settings).now()
+    if args.notifications_command == "list":
+
+        async def rows(session):  # type: ignore[no-untyped-def]
+            return await notifications.list_notifications(session, args.status)
+
+        print(f"{'ID':<8}{'KIND':<14}{'STATUS':<16}{'ATTEMPTS':<10}{'DUE':<20}{'BOOKING':<11}ERROR")
+        for row, reference in asyncio.run(_with_session(settings, rows)):
+            ref = f"{reference[:4]}-{reference[4:]}" if reference else "-"
+            print(
+                f"{row.id:<8}{row.kind:<14}{row.status:<16}{row.attempts:<10}"
+                f"{row.due_at:%Y-%m-%d %H:%M}Z  {ref:<11}{row.last_error or ''}"
+            )
+        return 0
+
+    async def retry(session):  # type: ignore[no-untyped-def]
+        return await notifications.retry(session, args.id, now)
+
+    asyncio.run(_with_session(settings, retry))
+    print(f"message {args.id} will be sent again", file=sys.stderr)
+    return 0
+
+
+def cmd_privacy(args: argparse.Namespace, settings: Settings) -> int:
+    from scheduler.booking.retention import erase_reference
+
+    now = _clock(settings).now()
+
+    async def erase(session):  # type: ignore[no-untyped-def]
+        return await erase_reference(session, args.reference, now)
+
+    asyncio.run(_with_session(settings, erase))
+    print(f"personal data of {args.reference} erased", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="scheduler",
@@ -291,6 +374,17 @@ def build_parser() -> argparse.ArgumentParser:
     closures_import = closures_sub.add_parser("import", help="import an .ics file as closures")
     closures_import.add_argument("file")
     closures_import.add_argument("--calendar", required=True)
+    sub.add_parser("worker", help="run the scheduled jobs (messages, sweeps) without HTTP")
+    notes = sub.add_parser("notifications", help="messages (outbox) and their outcome")
+    notes_sub = notes.add_subparsers(dest="notifications_command", required=True)
+    notes_list = notes_sub.add_parser("list", help="list messages, newest first")
+    notes_list.add_argument("--status", help="e.g. failed, pending, sent, not_applicable")
+    notes_retry = notes_sub.add_parser("retry", help="send a failed message again")
+    notes_retry.add_argument("id", type=int)
+    privacy = sub.add_parser("privacy", help="personal data")
+    privacy_sub = privacy.add_subparsers(dest="privacy_command", required=True)
+    erase = privacy_sub.add_parser("erase", help="erase one booking's personal data now")
+    erase.add_argument("--reference", required=True)
     return parser
 
 
@@ -301,6 +395,9 @@ COMMANDS = {
     "keys": cmd_keys,
     "feeds": cmd_feeds,
     "closures": cmd_closures,
+    "worker": cmd_worker,
+    "notifications": cmd_notifications,
+    "privacy": cmd_privacy,
 }
 
 

@@ -47,6 +47,7 @@ def start_jobs(core: Core, dispatcher: Dispatcher) -> AsyncIOScheduler:
     jobs.add_job(core.sweep_holds, "interval", seconds=5, id="sweep_holds", **every)
     jobs.add_job(core.rebuild_counters, "interval", seconds=60, id="reconcile", **every)
     jobs.add_job(core.materialize, "cron", hour=1, minute=5, id="horizon", **every)
+    jobs.add_job(core.erase_expired, "cron", hour=2, minute=15, id="retention", **every)
     jobs.start()
     return jobs
 

@@ -19,6 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from scheduler.booking import availability as av
+from scheduler.booking import retention
 from scheduler.booking.bookings import BookingService
 from scheduler.booking.catalog import Catalog, ServiceInfo, current_version, load_catalog
 from scheduler.booking.changes import ChangeFeed
@@ -54,6 +55,7 @@ class Core:
         horizon_days: int = 120,
         unsafe_no_guard: bool = False,
         base_url: str = "http://127.0.0.1:8000",
+        retention_days: int = 14,
     ) -> None:
         self.engine = engine
         self.sessions = sessions
@@ -67,6 +69,7 @@ class Core:
         self.hold_seconds = hold_seconds
         self.horizon_days = horizon_days
         self.base_url = base_url
+        self.retention_days = retention_days
         self.catalog = Catalog()
         self.day_cache = av.DayCache()
         self._redis_run_id: str | None = None
@@ -133,6 +136,14 @@ class Core:
                 extra={"reason": "catalog" if reloaded else "redis" if missing else "run_id"},
             )
             await self.rebuild_counters()
+
+    async def erase_expired(self) -> int:
+        """The retention job: erase personal data of appointments past the retention time."""
+        async with self.sessions() as session, session.begin():
+            erased = await retention.erase_expired(session, self.clock.now(), self.retention_days)
+        if erased:
+            log.info("personal data erased", extra={"bookings": erased})
+        return erased
 
     async def sweep_holds(self) -> int:
         """Release expired holds of every location (the hold script also sweeps a few)."""
