@@ -202,7 +202,6 @@ class Reservations:
             else scripts.HOLD
         )
         self._claim = redis.register_script(scripts.CLAIM)
-        self._unclaim = redis.register_script(scripts.UNCLAIM)
         self._confirm = redis.register_script(scripts.CONFIRM)
         self._release = redis.register_script(scripts.RELEASE)
         self._free = redis.register_script(scripts.FREE)
@@ -289,8 +288,9 @@ class Reservations:
         """The booking failed: give the hold's seats back."""
         keys = Keys(hold.location_id)
         with contextlib.suppress(RedisError):
-            await self._unclaim(
-                keys=[keys.version, keys.hold_index], args=[hold.location_id, hold.token]
+            await self._release(
+                keys=[keys.version, keys.hold_index],
+                args=[hold.location_id, hold.token, "claimed"],
             )
 
     async def release(self, hold_id: str) -> bool:
@@ -298,7 +298,7 @@ class Reservations:
         keys = Keys(location_id)
         try:
             released = await self._release(
-                keys=[keys.version, keys.hold_index], args=[location_id, token]
+                keys=[keys.version, keys.hold_index], args=[location_id, token, "held"]
             )
         except RedisError as exc:
             raise ReservationUnavailable() from exc

@@ -8,8 +8,20 @@ hash tag, so the scripts run unchanged on Redis Cluster.
 
 from __future__ import annotations
 
+# Give a hold's seats back to the counters (its ``cells`` string).
+_GIVE_BACK_FN = """
+local function give_back(base, cells)
+  for cal, day, cell, seats in string.gmatch(cells, '([^|;]+)|([^|;]+)|([^|;]+)|([^|;]+)') do
+    redis.call('BITFIELD', base .. 'f:' .. cal .. ':' .. day,
+      'OVERFLOW', 'SAT', 'INCRBY', 'u16', '#' .. cell, tonumber(seats))
+  end
+end
+"""
+
 # Release up to ``limit`` expired holds; shared by HOLD and SWEEP. Returns how many it released.
-_SWEEP_FN = """
+_SWEEP_FN = (
+    _GIVE_BACK_FN
+    + """
 local function sweep(base, hx, now, limit)
   local expired = redis.call('ZRANGEBYSCORE', hx, '-inf', now, 'LIMIT', 0, limit)
   local released = 0
@@ -17,10 +29,7 @@ local function sweep(base, hx, now, limit)
     local hkey = base .. 'h:' .. token
     local h = redis.call('HMGET', hkey, 'st', 'cells')
     if h[1] == 'held' or h[1] == 'claimed' then
-      for cal, day, cell, seats in string.gmatch(h[2], '([^|;]+)|([^|;]+)|([^|;]+)|([^|;]+)') do
-        redis.call('BITFIELD', base .. 'f:' .. cal .. ':' .. day,
-          'OVERFLOW', 'SAT', 'INCRBY', 'u16', '#' .. cell, tonumber(seats))
-      end
+      give_back(base, h[2])
       released = released + 1
     end
     redis.call('DEL', hkey)
@@ -29,6 +38,7 @@ local function sweep(base, hx, now, limit)
   return released
 end
 """
+)
 
 # KEYS[1] version, KEYS[2] hold index
 # ARGV: location, token, now ms, expires ms, sweep limit, payload, state (held|claimed),
@@ -111,41 +121,24 @@ redis.call('HSET', hkey, 'st', 'claimed')
 return {1, h[3], h[4], h[2]}
 """
 
-# A claimed hold whose booking failed: its seats come back. KEYS[1] version, KEYS[2] hold
-# index; ARGV: location, token. Returns 1 when released.
-UNCLAIM = """
+# Release a hold in a given state: ``held`` (the holder gives it back) or ``claimed`` (its
+# booking failed); the seats come back. KEYS[1] version, KEYS[2] hold index;
+# ARGV: location, token, state. Returns 1 when released, 0 when there was no such hold.
+RELEASE = (
+    _GIVE_BACK_FN
+    + """
 local base = string.sub(KEYS[1], 1, -4)
 local hkey = base .. 'h:' .. ARGV[2]
 local h = redis.call('HMGET', hkey, 'st', 'cells')
-if h[1] ~= 'claimed' then return 0 end
-for cal, day, cell, seats in string.gmatch(h[2], '([^|;]+)|([^|;]+)|([^|;]+)|([^|;]+)') do
-  redis.call('BITFIELD', base .. 'f:' .. cal .. ':' .. day,
-    'OVERFLOW', 'SAT', 'INCRBY', 'u16', '#' .. cell, tonumber(seats))
-end
+if h[1] ~= ARGV[3] then return 0 end
+give_back(base, h[2])
 redis.call('DEL', hkey)
 redis.call('ZREM', KEYS[2], ARGV[2])
 redis.call('INCR', KEYS[1])
 redis.call('PUBLISH', 'sch:changes', ARGV[1])
 return 1
 """
-
-# Release a live hold (the seats come back). KEYS[1] version, KEYS[2] hold index;
-# ARGV: location, token. Returns 1 when released, 0 when there was no live hold.
-RELEASE = """
-local base = string.sub(KEYS[1], 1, -4)
-local hkey = base .. 'h:' .. ARGV[2]
-local h = redis.call('HMGET', hkey, 'st', 'cells')
-if h[1] ~= 'held' then return 0 end
-for cal, day, cell, seats in string.gmatch(h[2], '([^|;]+)|([^|;]+)|([^|;]+)|([^|;]+)') do
-  redis.call('BITFIELD', base .. 'f:' .. cal .. ':' .. day,
-    'OVERFLOW', 'SAT', 'INCRBY', 'u16', '#' .. cell, tonumber(seats))
-end
-redis.call('DEL', hkey)
-redis.call('ZREM', KEYS[2], ARGV[2])
-redis.call('INCR', KEYS[1])
-redis.call('PUBLISH', 'sch:changes', ARGV[1])
-return 1
-"""
+)
 
 # Mark a hold confirmed: its seats now belong to a booking in SQL, and the feed version of each
 # of its calendars changes. The record stays until

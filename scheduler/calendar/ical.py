@@ -131,7 +131,8 @@ def render_event(event: EventData, tz: ZoneInfo, stamp: datetime) -> bytes:
     """The ``VEVENT`` block of ``event``, from ``BEGIN:VEVENT`` to ``END:VEVENT`` (CRLF, folded).
 
     ``DTSTART``/``DTEND`` are written as wall time in ``tz`` with its ``TZID``; ``DTSTAMP``
-    (``stamp``) and ``LAST-MODIFIED`` in UTC. Seconds are the finest unit iCalendar keeps.
+    (``stamp``) and ``LAST-MODIFIED`` in UTC. Seconds are the finest unit iCalendar keeps. An
+    empty ``location`` or ``description`` is left out, as is ``URL`` when ``url`` is None.
     """
     _require_zone_key(tz)
     start = _require_aware("start", event.start)
@@ -160,8 +161,10 @@ def render_event(event: EventData, tz: ZoneInfo, stamp: datetime) -> bytes:
     component.add("STATUS", event.status)
     component.add("LAST-MODIFIED", last_modified.astimezone(UTC))
     component.add("SUMMARY", event.summary)
-    component.add("LOCATION", event.location)
-    component.add("DESCRIPTION", event.description)
+    if event.location:  # an empty property only shows up as an empty line in some clients
+        component.add("LOCATION", event.location)
+    if event.description:
+        component.add("DESCRIPTION", event.description)
     if event.url is not None:
         component.add("URL", event.url)
     component.add("TRANSP", "OPAQUE")
@@ -223,7 +226,7 @@ def calendar_document(
             block.startswith(_BEGIN_EVENT) and block.endswith(_END_EVENT)
         ):
             raise ValueError(
-                f"event #{index} is not a VEVENT block from render_event: {bytes(block)[:40]!r}"
+                f"event #{index} is not a VEVENT block from render_event: {repr(block)[:60]}"
             )
         parts.append(block)
     parts.append(tail)
@@ -396,18 +399,24 @@ def _check_structure(text: str) -> None:
             )
         if head == "BEGIN:":
             name = line[6:].strip().upper()
-            if not name:
-                raise IcalImportError(f"line {number}: BEGIN without a component name")
+            if not name or name == "VCALENDAR":
+                raise IcalImportError(f"line {number}: BEGIN:{name} inside BEGIN:{stack[-1][0]}")
             if len(stack) >= _MAX_NESTING:
                 raise IcalImportError(f"line {number}: components are nested too deeply")
             stack.append((name, number))
         elif head[:4] == "END:":
             name = line[4:].strip().upper()
             opened, opened_at = stack.pop()
-            if name != opened:
+            if name == opened:
+                continue
+            if any(name == outer for outer, _ in stack):
                 raise IcalImportError(
-                    f"line {number}: END:{name} does not close BEGIN:{opened} from line {opened_at}"
+                    f"BEGIN:{opened} from line {opened_at} is not closed before END:{name} "
+                    f"on line {number}"
                 )
+            raise IcalImportError(
+                f"line {number}: END:{name} does not close BEGIN:{opened} from line {opened_at}"
+            )
     if stack:
         opened, opened_at = stack[-1]
         raise IcalImportError(
@@ -910,8 +919,6 @@ def parse_periods(
             continue
         try:
             period = _period(occurrence, tz, recurring)
-        except IcalImportError:
-            raise
         except Exception as exc:
             raise IcalImportError(f"an occurrence cannot be read: {_short(exc)}") from None
         if period is None or period.end <= start_utc or period.start >= end_utc:

@@ -12,6 +12,7 @@ failure the row is ``failed`` and shows up for admins.
 from __future__ import annotations
 
 import logging
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,7 +23,7 @@ from sqlalchemy.orm import selectinload
 from scheduler.booking import models as m
 from scheduler.booking.events import booking_event, manage_url
 from scheduler.calendar.ical import booking_ics
-from scheduler.reminders.mailer import Mailer, SendError
+from scheduler.reminders.mailer import Mailer, SendError, SmtpMailer
 from scheduler.reminders.messages import Kind, MessageData, render
 
 log = logging.getLogger("scheduler.outbox")
@@ -69,8 +70,9 @@ class Dispatcher:
             now = self.core.clock.now()
             rows = await self._claim(now)
             report.claimed += len(rows)
-            for row in rows:
-                await self._deliver(row, report)
+            async with _connection(self.mailer) as mailer:
+                for row in rows:
+                    await self._deliver(row, report, mailer)
             if len(rows) < self.batch:
                 return report
 
@@ -109,7 +111,7 @@ class Dispatcher:
                 .values(lease_until=None, **values)
             )
 
-    async def _deliver(self, row: Any, report: DispatchReport) -> None:
+    async def _deliver(self, row: Any, report: DispatchReport, mailer: Mailer) -> None:
         now = self.core.clock.now()
         async with self.core.sessions() as session:
             booking = await session.scalar(
@@ -130,7 +132,7 @@ class Dispatcher:
             return
         try:
             message = self._message(booking, kind, row)
-            await self.mailer.send(message)
+            await mailer.send(message)
         except SendError as exc:
             if exc.permanent or row.attempts >= self.max_attempts:
                 report.failed += 1
@@ -195,6 +197,14 @@ class Dispatcher:
             book_url=f"{core.base_url.rstrip('/')}/",
         )
         return render(data, now=core.clock.now())
+
+
+def _connection(mailer: Mailer) -> AbstractAsyncContextManager[Mailer]:
+    """One SMTP connection for a claimed batch (a connection per message would cost a TCP
+    and SMTP handshake each); other mailers are used as they are."""
+    if isinstance(mailer, SmtpMailer):
+        return mailer.connection()
+    return nullcontext(mailer)
 
 
 def _reason(exc: SendError) -> str:

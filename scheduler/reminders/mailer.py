@@ -25,14 +25,15 @@ import re
 import socket
 import ssl
 import tempfile
-from contextlib import suppress
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import aiosmtplib
 
-__all__ = ["FileMailer", "Mailer", "SendError", "SmtpMailer"]
+__all__ = ["FileMailer", "Mailer", "SendError", "SmtpConnection", "SmtpMailer"]
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +101,9 @@ def _error(exc: BaseException) -> SendError:
 
 
 class SmtpMailer:
-    """One SMTP connection per message: connect, STARTTLS or implicit TLS as configured, log in
-    when a user is given, send, quit.
+    """``send`` uses one SMTP connection per message: connect, STARTTLS or implicit TLS as
+    configured, log in when a user is given, send, quit. ``connection()`` keeps one connection
+    for several messages in a row (the outbox uses one per claimed batch).
 
     ``tls="none"`` means no TLS at all, even if the server offers STARTTLS (aiosmtplib would
     otherwise upgrade opportunistically). ``tls_context`` replaces the default verifying
@@ -150,8 +152,8 @@ class SmtpMailer:
             self._local_hostname = name if name and "." in name else "localhost.localdomain"
         return self._local_hostname
 
-    async def send(self, message: EmailMessage) -> None:
-        client = aiosmtplib.SMTP(
+    async def _client(self) -> aiosmtplib.SMTP:
+        return aiosmtplib.SMTP(
             hostname=self.host,
             port=self.port,
             use_tls=self.tls == "tls",
@@ -162,11 +164,41 @@ class SmtpMailer:
             timeout=self.timeout,
             local_hostname=await self._ehlo_name(),
         )
+
+    async def send(self, message: EmailMessage) -> None:
+        async with self.connection() as connection:
+            await connection.send(message)
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[SmtpConnection]:
+        """One connection for several messages: opened by the first ``send``, closed (QUIT)
+        when the block ends. After a failed send it is dropped, and the next message opens a
+        new one, so a refusal or a broken connection never carries over to the next message."""
+        connection = SmtpConnection(self)
+        try:
+            yield connection
+        finally:
+            await connection.close()
+
+
+class SmtpConnection:
+    """A :class:`Mailer` on one SMTP connection of an :class:`SmtpMailer` (see ``connection``)."""
+
+    def __init__(self, mailer: SmtpMailer) -> None:
+        self._mailer = mailer
+        self._client: aiosmtplib.SMTP | None = None
+
+    async def send(self, message: EmailMessage) -> None:
         message_id = str(message.get("Message-ID", ""))
         try:
-            async with client:
-                refused, _ = await client.send_message(message)
+            if self._client is None or not self._client.is_connected:
+                self._drop()
+                client = await self._mailer._client()
+                await client.connect()
+                self._client = client
+            refused, _ = await self._client.send_message(message)
         except (aiosmtplib.SMTPException, OSError, ValueError) as exc:
+            self._drop()  # no QUIT: after a timeout it would only wait for another one
             error = _error(exc)
             log.debug(
                 "smtp send failed",
@@ -180,6 +212,20 @@ class SmtpMailer:
                 extra={"message_id": message_id, "refused": len(refused)},
             )
         log.debug("smtp sent", extra={"message_id": message_id})
+
+    async def close(self) -> None:
+        """QUIT politely; a server that is already gone or slow to answer is just dropped."""
+        client, self._client = self._client, None
+        if client is not None and client.is_connected:
+            with suppress(aiosmtplib.SMTPException, OSError):
+                await client.quit()
+        if client is not None:
+            client.close()
+
+    def _drop(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._@+=-]")

@@ -154,10 +154,13 @@ def test_long_text_is_folded_by_the_library() -> None:
     assert str(parsed["DESCRIPTION"]) == "Öffnungszeiten beachten. " * 20
 
 
-def test_url_is_left_out_when_not_given() -> None:
-    block = render_event(booking(url=None), BERLIN, STAMP)
-    assert b"\r\nURL:" not in block
-    assert b"\r\nLOCATION:\r\n" not in render_event(booking(), BERLIN, STAMP)
+def test_empty_optional_fields_are_left_out() -> None:
+    block = render_event(booking(url=None, location="", description=""), BERLIN, STAMP)
+    text = unfolded(block)
+    assert not any(line.startswith(("URL", "LOCATION", "DESCRIPTION")) for line in text)
+    [parsed] = parse(calendar_document([block], BERLIN)).events
+    assert str(parsed.get("LOCATION", "")) == ""
+    assert "SUMMARY:Hund anmelden – E. M." in text
 
 
 def test_events_are_spliced_in_verbatim_and_in_order() -> None:
@@ -476,7 +479,14 @@ HOSTILE = [
     pytest.param(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "not UTF-8", id="png"),
     pytest.param(fixture("not_icalendar.txt"), "not an iCalendar file", id="text"),
     pytest.param(b'{"events": []}', "not an iCalendar file", id="json"),
-    pytest.param(fixture("broken_unclosed.ics"), "BEGIN:VEVENT from line 4", id="unclosed"),
+    pytest.param(
+        fixture("broken_unclosed.ics"),
+        "BEGIN:VEVENT from line 4 is not closed before END:VCALENDAR on line 9",
+        id="unclosed",
+    ),
+    pytest.param(
+        ics(head="BEGIN:VCALENDAR\nEND:VCALENDAR\n"), "BEGIN:VCALENDAR inside", id="nested-cal"
+    ),
     pytest.param(fixture("broken_end_mismatch.ics"), "END:VTODO does not close", id="mismatch"),
     pytest.param(
         fixture("holidays_rrule_exdate.ics")[:1500], "the file ends before", id="truncated"
