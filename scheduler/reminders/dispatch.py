@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import or_, select, update
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload
 
 from scheduler.booking import models as m
 from scheduler.booking.events import booking_event, manage_url
@@ -70,8 +70,14 @@ class Dispatcher:
             now = self.core.clock.now()
             rows = await self._claim(now)
             report.claimed += len(rows)
+            # Past half the lease (a slow SMTP server), the rest of the batch is given back
+            # rather than sent late: by then another sender may take over those rows.
+            deadline = now + self.lease / 2
             async with _connection(self.mailer) as mailer:
-                for row in rows:
+                for n, row in enumerate(rows):
+                    if n and self.core.clock.now() >= deadline:
+                        await self._release(rows[n:])
+                        break
                     await self._deliver(row, report, mailer)
             if len(rows) < self.batch:
                 return report
@@ -103,46 +109,83 @@ class Dispatcher:
         async with self.core.sessions() as session, session.begin():
             return list(await session.execute(claim))
 
-    async def _finish(self, row_id: int, **values: Any) -> None:
-        async with self.core.sessions() as session, session.begin():
-            await session.execute(
+    async def _release(self, rows: list[Any]) -> None:
+        """Give back claimed rows that were not tried: due as before, the attempt not counted."""
+        async with self.core.engine.begin() as conn:
+            for row in rows:
+                await conn.execute(
+                    update(N)
+                    .where(
+                        N.id == row.id,
+                        N.status == m.NotificationStatus.SENDING.value,
+                        N.attempts == row.attempts,
+                    )
+                    .values(
+                        status=m.NotificationStatus.PENDING.value,
+                        lease_until=None,
+                        attempts=N.attempts - 1,
+                    )
+                )
+
+    async def _finish(self, row: Any, **values: Any) -> None:
+        """Record the outcome of this claim. ``attempts`` identifies the claim (each claim adds
+        one): a sender whose lease ran out and was taken over records nothing."""
+        async with self.core.engine.begin() as conn:
+            await conn.execute(
                 update(N)
-                .where(N.id == row_id, N.status == m.NotificationStatus.SENDING.value)
+                .where(
+                    N.id == row.id,
+                    N.status == m.NotificationStatus.SENDING.value,
+                    N.attempts == row.attempts,
+                )
                 .values(lease_until=None, **values)
             )
 
     async def _deliver(self, row: Any, report: DispatchReport, mailer: Mailer) -> None:
         now = self.core.clock.now()
+        query = (
+            select(m.Booking)
+            .where(m.Booking.id == row.booking_id)
+            .options(joinedload(m.Booking.appointments))  # one query, not two
+        )
         async with self.core.sessions() as session:
-            booking = await session.scalar(
-                select(m.Booking)
-                .where(m.Booking.id == row.booking_id)
-                .options(selectinload(m.Booking.appointments))
-            )
+            booking = (await session.execute(query)).unique().scalar_one_or_none()
         kind = Kind(row.kind)
         if booking is None or (
             kind is Kind.REMINDER and (booking.status not in ACTIVE or booking.starts_at <= now)
         ):
             report.skipped += 1
-            await self._finish(row.id, status=m.NotificationStatus.CANCELLED.value)
+            await self._finish(row, status=m.NotificationStatus.CANCELLED.value)
             return
         if not booking.contact_email or booking.erased_at is not None:
             report.skipped += 1
-            await self._finish(row.id, status=m.NotificationStatus.NOT_APPLICABLE.value)
+            await self._finish(row, status=m.NotificationStatus.NOT_APPLICABLE.value)
             return
         try:
             message = self._message(booking, kind, row)
+        except Exception as exc:  # one row that cannot be rendered must not block the others
+            # e.g. an address the e-mail package refuses ("max..muster@…"); raising here would
+            # leave the row claimed, to be retried and raise again with the batch behind it
+            report.failed += 1
+            reason = f"permanent render {type(exc).__name__}"[:200]
+            await self._finish(row, status=m.NotificationStatus.FAILED.value, last_error=reason)
+            log.error(
+                "message not rendered",
+                extra={"notification": row.id, "kind": row.kind, "error": type(exc).__name__},
+            )
+            return
+        try:
             await mailer.send(message)
         except SendError as exc:
             if exc.permanent or row.attempts >= self.max_attempts:
                 report.failed += 1
                 await self._finish(
-                    row.id, status=m.NotificationStatus.FAILED.value, last_error=_reason(exc)
+                    row, status=m.NotificationStatus.FAILED.value, last_error=_reason(exc)
                 )
             else:
                 report.retried += 1
                 await self._finish(
-                    row.id,
+                    row,
                     status=m.NotificationStatus.PENDING.value,
                     due_at=now + backoff(row.attempts),
                     last_error=_reason(exc),
@@ -155,7 +198,7 @@ class Dispatcher:
             return
         report.sent += 1
         await self._finish(
-            row.id, status=m.NotificationStatus.SENT.value, sent_at=now, last_error=None
+            row, status=m.NotificationStatus.SENT.value, sent_at=now, last_error=None
         )
         log.info("message sent", extra={"notification": row.id, "kind": row.kind})
 
