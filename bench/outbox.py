@@ -95,15 +95,11 @@ class CountingHandler:
             total = sum(self.seen.values())
             return total, len(self.seen), sum(1 for n in self.seen.values() if n > 1)
 
-    def reset(self) -> None:
-        with self.lock:
-            self.seen.clear()
-
 
 def _controller(handler: CountingHandler, port: int) -> Any:
     from aiosmtpd.controller import Controller
 
-    # a message of ~10 kB; no SMTPUTF8 needed (addresses are ASCII)
+    # data_size_limit=0: no size check (the messages are ~5 kB anyway)
     return Controller(handler, hostname="127.0.0.1", port=port, data_size_limit=0)
 
 
@@ -150,13 +146,14 @@ class Sink:
 
     def stats(self) -> tuple[int, int, int]:
         """(messages, distinct Message-IDs, Message-IDs seen more than once)."""
-        return self._stats()[:3]
+        return self.snapshot()[:3]
 
     def cpu(self) -> float | None:
         """CPU seconds the sink process has used so far (None for a thread)."""
-        return self._stats()[3]
+        return self.snapshot()[3]
 
-    def _stats(self) -> tuple[int, int, int, float | None]:
+    def snapshot(self) -> tuple[int, int, int, float | None]:
+        """``stats()`` and the sink process's CPU seconds so far (None for a thread)."""
         if self._handler is not None:
             return (*self._handler.stats(), None)
         assert self._conn is not None
@@ -413,7 +410,7 @@ def main() -> int:
         deadline = time.monotonic() + 10
         while sink.stats()[0] < args.messages and time.monotonic() < deadline:
             time.sleep(0.05)
-        received, distinct, twice, sink_after = sink._stats()
+        received, distinct, twice, sink_after = sink.snapshot()
         own_cpu = time.process_time() - own_cpu
         result = asyncio.run(outcome(url))
         statuses = result["statuses"]

@@ -3,10 +3,13 @@
 Several processes may dispatch at once. A row is claimed by a conditional update that moves it
 to ``sending`` with a lease (``FOR UPDATE SKIP LOCKED`` on PostgreSQL picks rows nobody else is
 claiming; SQLite serializes writers). A row whose sender died is claimed again after its lease:
-the message may then arrive twice, with the same Message-ID, never not at all. Right before
-sending, the booking is read again: a reminder for a cancelled or past appointment is not sent.
-Temporary failures retry with exponential back-off; after ``max_attempts`` or on a permanent
-failure the row is ``failed`` and shows up for admins.
+the message may then arrive twice, with the same Message-ID, never not at all. A sender that is
+still busy with a batch when half the lease has passed gives the untried rest back, and only the
+claim that holds a row (its ``attempts`` count) records an outcome. Right before sending, the
+booking is read again: a reminder for a cancelled or past appointment is not sent. A batch goes
+out over one SMTP connection. Temporary failures retry with exponential back-off; after
+``max_attempts``, on a permanent failure, or when the message cannot even be rendered, the row
+is ``failed`` and shows up for admins.
 """
 
 from __future__ import annotations
