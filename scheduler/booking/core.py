@@ -19,7 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from scheduler.booking import availability as av
-from scheduler.booking import retention
+from scheduler.booking import idempotency, retention
 from scheduler.booking.bookings import BookingService
 from scheduler.booking.catalog import Catalog, ServiceInfo, current_version, load_catalog
 from scheduler.booking.changes import ChangeFeed
@@ -138,9 +138,13 @@ class Core:
             await self.rebuild_counters()
 
     async def erase_expired(self) -> int:
-        """The retention job: erase personal data of appointments past the retention time."""
+        """The retention job: erase personal data of appointments past the retention time, and
+        drop idempotency records older than a week."""
+        now = self.clock.now()
         async with self.sessions() as session, session.begin():
-            erased = await retention.erase_expired(session, self.clock.now(), self.retention_days)
+            erased = await retention.erase_expired(session, now, self.retention_days)
+            # replayable answers are kept for a week: long enough for any client's retries
+            await idempotency.expire(session, now - timedelta(days=7))
         if erased:
             log.info("personal data erased", extra={"bookings": erased})
         return erased

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from urllib.parse import quote, urlsplit
 
 from scheduler.booking import codes
@@ -80,8 +79,3 @@ def feed_event(
         status=STATUS.get(booking.status, "CONFIRMED"),
         last_modified=booking.updated_at,
     )
-
-
-def stamp_of(booking_updated: datetime) -> datetime:
-    """DTSTAMP of a rendered event: its last change, so the same state renders the same text."""
-    return booking_updated

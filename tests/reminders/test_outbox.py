@@ -260,3 +260,17 @@ async def test_manage_page_shows_and_cancels(client: AsyncTestClient[Litestar]) 
     after = await client.get(url, params={"token": made["manage_token"]})
     assert "abgesagt" in after.text
     assert "Termin absagen" not in after.text
+
+
+async def test_retention_drops_week_old_idempotency_records(core: Core, clock: ManualClock) -> None:
+    from scheduler.booking.idempotency import IdempotencyKey, lookup, store
+
+    old = IdempotencyKey.of("anonymous", "old", "POST", "/api/v1/holds", b"{}")
+    fresh = IdempotencyKey.of("anonymous", "fresh", "POST", "/api/v1/holds", b"{}")
+    async with core.sessions() as session, session.begin():
+        await store(session, old, 201, b"{}", clock.now() - timedelta(days=8))
+        await store(session, fresh, 201, b"{}", clock.now() - timedelta(days=6))
+    await core.erase_expired()
+    async with core.sessions() as session:
+        assert await lookup(session, old) is None
+        assert await lookup(session, fresh) is not None
