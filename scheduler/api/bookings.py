@@ -379,9 +379,7 @@ class BookingsController(Controller):
         reference: Annotated[str, PathParameter(max_length=20)],
     ) -> Response[BookingOut]:
         booking = await authorized_booking(request, reference)
-        principal = (
-            await current_principal(request) if (bearer(request) or "").startswith("sk_") else None
-        )
+        principal = await current_principal(request)  # None for a manage token
         core = _core(request)
         key = await _idempotency(request, principal)
         if key is not None and (earlier := await _earlier(core, key)) is not None:
@@ -403,9 +401,7 @@ class BookingsController(Controller):
     ) -> Response[BookingOut]:
         body = data
         booking = await authorized_booking(request, reference)
-        principal = (
-            await current_principal(request) if (bearer(request) or "").startswith("sk_") else None
-        )
+        principal = await current_principal(request)  # None for a manage token
         core = _core(request)
         key = await _idempotency(request, principal)
         if key is not None and (earlier := await _earlier(core, key)) is not None:
