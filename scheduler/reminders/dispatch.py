@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
-from sqlalchemy.orm import joinedload
+from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy.orm import selectinload
 
 from scheduler.booking import models as m
 from scheduler.booking.events import booking_event, manage_url
@@ -32,6 +32,7 @@ from scheduler.reminders.messages import Kind, MessageData, render
 log = logging.getLogger("scheduler.outbox")
 N = m.Notification
 ACTIVE = tuple(s.value for s in m.ACTIVE_STATUSES)
+CHUNK = 20  # messages per booking read and per outcome write
 
 
 @dataclass(slots=True)
@@ -77,11 +78,11 @@ class Dispatcher:
             # rather than sent late: by then another sender may take over those rows.
             deadline = now + self.lease / 2
             async with _connection(self.mailer) as mailer:
-                for n, row in enumerate(rows):
-                    if n and self.core.clock.now() >= deadline:
-                        await self._release(rows[n:])
+                for first in range(0, len(rows), CHUNK):
+                    if first and self.core.clock.now() >= deadline:
+                        await self._release(rows[first:])
                         break
-                    await self._deliver(row, report, mailer)
+                    await self._send_chunk(rows[first : first + CHUNK], report, mailer)
             if len(rows) < self.batch:
                 return report
 
@@ -107,103 +108,88 @@ class Dispatcher:
                 lease_until=now + self.lease,
                 attempts=N.attempts + 1,
             )
-            .returning(N.id, N.booking_id, N.kind, N.message_id, N.attempts, N.previous_start)
+            .returning(
+                N.id, N.booking_id, N.kind, N.message_id, N.attempts, N.previous_start, N.due_at
+            )
         )
         async with self.core.sessions() as session, session.begin():
-            return list(await session.execute(claim))
+            rows = list(await session.execute(claim))
+        rows.sort(key=lambda row: (row.due_at, row.id))  # RETURNING keeps no order
+        return rows
 
     async def _release(self, rows: list[Any]) -> None:
         """Give back claimed rows that were not tried: due as before, the attempt not counted."""
         async with self.core.engine.begin() as conn:
-            for row in rows:
-                await conn.execute(
-                    update(N)
-                    .where(
-                        N.id == row.id,
-                        N.status == m.NotificationStatus.SENDING.value,
-                        N.attempts == row.attempts,
-                    )
-                    .values(
-                        status=m.NotificationStatus.PENDING.value,
-                        lease_until=None,
-                        attempts=N.attempts - 1,
-                    )
-                )
+            await conn.execute(_RELEASE, [{"nid": row.id, "claim": row.attempts} for row in rows])
 
-    async def _finish(self, row: Any, **values: Any) -> None:
-        """Record the outcome of this claim. ``attempts`` identifies the claim (each claim adds
-        one): a sender whose lease ran out and was taken over records nothing."""
-        async with self.core.engine.begin() as conn:
-            await conn.execute(
-                update(N)
-                .where(
-                    N.id == row.id,
-                    N.status == m.NotificationStatus.SENDING.value,
-                    N.attempts == row.attempts,
-                )
-                .values(lease_until=None, **values)
-            )
-
-    async def _deliver(self, row: Any, report: DispatchReport, mailer: Mailer) -> None:
-        now = self.core.clock.now()
+    async def _send_chunk(self, rows: list[Any], report: DispatchReport, mailer: Mailer) -> None:
+        """Re-read the chunk's bookings (one query, right before sending), send each message,
+        then record the outcomes of the chunk in one transaction. A crash between a send and
+        that write sends those messages again after the lease, with the same Message-ID."""
         query = (
             select(m.Booking)
-            .where(m.Booking.id == row.booking_id)
-            .options(joinedload(m.Booking.appointments))  # one query, not two
+            .where(m.Booking.id.in_({row.booking_id for row in rows}))
+            .options(selectinload(m.Booking.appointments))
         )
         async with self.core.sessions() as session:
-            booking = (await session.execute(query)).unique().scalar_one_or_none()
+            bookings = {b.id: b for b in (await session.execute(query)).scalars()}
+        outcomes: list[dict[str, Any]] = []
+        try:
+            for row in rows:
+                values = await self._deliver(row, bookings.get(row.booking_id), report, mailer)
+                outcomes.append({"nid": row.id, "claim": row.attempts, **values})
+        finally:
+            if outcomes:
+                async with self.core.engine.begin() as conn:
+                    await conn.execute(_FINISH, outcomes)
+
+    async def _deliver(
+        self, row: Any, booking: m.Booking | None, report: DispatchReport, mailer: Mailer
+    ) -> dict[str, Any]:
+        """Send one row's message; returns the row's outcome (see ``_FINISH``)."""
+        now = self.core.clock.now()
         kind = Kind(row.kind)
         if booking is None or (
             kind is Kind.REMINDER and (booking.status not in ACTIVE or booking.starts_at <= now)
         ):
             report.skipped += 1
-            await self._finish(row, status=m.NotificationStatus.CANCELLED.value)
-            return
+            return _outcome(row, m.NotificationStatus.CANCELLED)
         if not booking.contact_email or booking.erased_at is not None:
             report.skipped += 1
-            await self._finish(row, status=m.NotificationStatus.NOT_APPLICABLE.value)
-            return
+            return _outcome(row, m.NotificationStatus.NOT_APPLICABLE)
         try:
             message = self._message(booking, kind, row)
         except Exception as exc:  # one row that cannot be rendered must not block the others
-            # e.g. an address the e-mail package refuses ("max..muster@…"); raising here would
-            # leave the row claimed, to be retried and raise again with the batch behind it
+            # e.g. an address SMTP cannot carry ("max..muster@…"); raising here would leave
+            # the row claimed, to be retried and raise again with the batch behind it
             report.failed += 1
-            reason = f"permanent render {type(exc).__name__}"[:200]
-            await self._finish(row, status=m.NotificationStatus.FAILED.value, last_error=reason)
             log.error(
                 "message not rendered",
                 extra={"notification": row.id, "kind": row.kind, "error": type(exc).__name__},
             )
-            return
+            reason = f"permanent render {type(exc).__name__}"[:200]
+            return _outcome(row, m.NotificationStatus.FAILED, last_error=reason)
         try:
             await mailer.send(message)
         except SendError as exc:
-            if exc.permanent or row.attempts >= self.max_attempts:
-                report.failed += 1
-                await self._finish(
-                    row, status=m.NotificationStatus.FAILED.value, last_error=_reason(exc)
-                )
-            else:
-                report.retried += 1
-                await self._finish(
-                    row,
-                    status=m.NotificationStatus.PENDING.value,
-                    due_at=now + backoff(row.attempts),
-                    last_error=_reason(exc),
-                )
             log.warning(
                 "message not sent",
                 extra={"notification": row.id, "kind": row.kind, "code": exc.code,
                        "permanent": exc.permanent},
             )  # fmt: skip
-            return
+            if exc.permanent or row.attempts >= self.max_attempts:
+                report.failed += 1
+                return _outcome(row, m.NotificationStatus.FAILED, last_error=_reason(exc))
+            report.retried += 1
+            return _outcome(
+                row,
+                m.NotificationStatus.PENDING,
+                due_at=now + backoff(row.attempts),
+                last_error=_reason(exc),
+            )
         report.sent += 1
-        await self._finish(
-            row, status=m.NotificationStatus.SENT.value, sent_at=now, last_error=None
-        )
         log.info("message sent", extra={"notification": row.id, "kind": row.kind})
+        return _outcome(row, m.NotificationStatus.SENT, sent_at=now)
 
     def _message(self, booking: m.Booking, kind: Kind, row: Any) -> Any:
         core = self.core
@@ -243,6 +229,48 @@ class Dispatcher:
             book_url=f"{core.base_url.rstrip('/')}/",
         )
         return render(data, now=core.clock.now())
+
+
+# Outcomes and give-backs only touch a row still held by this claim: ``attempts`` identifies
+# the claim (each claim adds one), so a sender whose lease ran out and was taken over records
+# nothing.
+_HELD = (
+    (N.id == bindparam("nid"))
+    & (N.status == m.NotificationStatus.SENDING.value)
+    & (N.attempts == bindparam("claim"))
+)
+_FINISH = (
+    update(N)
+    .where(_HELD)
+    .values(
+        status=bindparam("outcome"),
+        lease_until=None,
+        due_at=bindparam("next_due"),
+        sent_at=bindparam("sent"),
+        last_error=bindparam("error"),
+    )
+)
+_RELEASE = (
+    update(N)
+    .where(_HELD)
+    .values(status=m.NotificationStatus.PENDING.value, lease_until=None, attempts=N.attempts - 1)
+)
+
+
+def _outcome(
+    row: Any,
+    status: m.NotificationStatus,
+    *,
+    due_at: datetime | None = None,
+    sent_at: datetime | None = None,
+    last_error: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "outcome": status.value,
+        "next_due": due_at or row.due_at,
+        "sent": sent_at,
+        "error": last_error,
+    }
 
 
 def _connection(mailer: Mailer) -> AbstractAsyncContextManager[Mailer]:

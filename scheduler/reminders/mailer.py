@@ -17,7 +17,6 @@ identify a message in logs and in the admin view.
 from __future__ import annotations
 
 import asyncio
-import email.policy
 import hashlib
 import logging
 import os
@@ -27,11 +26,12 @@ import ssl
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import aiosmtplib
+
+from scheduler.reminders.mime import Outgoing
 
 __all__ = ["FileMailer", "Mailer", "SendError", "SmtpConnection", "SmtpMailer"]
 
@@ -56,7 +56,7 @@ class SendError(Exception):
 
 @runtime_checkable
 class Mailer(Protocol):
-    async def send(self, message: EmailMessage) -> None:
+    async def send(self, message: Outgoing) -> None:
         """Hand the message over, or raise :class:`SendError`."""
         ...
 
@@ -165,7 +165,7 @@ class SmtpMailer:
             local_hostname=await self._ehlo_name(),
         )
 
-    async def send(self, message: EmailMessage) -> None:
+    async def send(self, message: Outgoing) -> None:
         async with self.connection() as connection:
             await connection.send(message)
 
@@ -188,15 +188,17 @@ class SmtpConnection:
         self._mailer = mailer
         self._client: aiosmtplib.SMTP | None = None
 
-    async def send(self, message: EmailMessage) -> None:
-        message_id = str(message.get("Message-ID", ""))
+    async def send(self, message: Outgoing) -> None:
+        message_id = message.message_id
         try:
             if self._client is None or not self._client.is_connected:
                 self._drop()
                 client = await self._mailer._client()
                 await client.connect()
                 self._client = client
-            refused, _ = await self._client.send_message(message)
+            refused, _ = await self._client.sendmail(
+                message.sender, list(message.recipients), message.data
+            )
         except (aiosmtplib.SMTPException, OSError, ValueError) as exc:
             self._drop()  # no QUIT: after a timeout it would only wait for another one
             error = _error(exc)
@@ -255,23 +257,21 @@ class FileMailer:
     def __repr__(self) -> str:
         return f"FileMailer({str(self.folder)!r})"
 
-    def path_for(self, message: EmailMessage) -> Path:
-        message_id = message.get("Message-ID")
-        if not message_id or not str(message_id).strip():
+    def path_for(self, message: Outgoing) -> Path:
+        if not message.message_id.strip():
             raise ValueError("FileMailer needs a Message-ID to name the file")
-        return self.folder / eml_name(str(message_id))
+        return self.folder / eml_name(message.message_id)
 
-    async def send(self, message: EmailMessage) -> None:
+    async def send(self, message: Outgoing) -> None:
         path = self.path_for(message)
-        data = message.as_bytes(policy=email.policy.SMTP)
         try:
-            await asyncio.to_thread(_write_atomically, path, data)
+            await asyncio.to_thread(_write_atomically, path, message.data)
         except OSError as exc:
             raise SendError(
                 f"could not write {path.name}: {exc.strerror or type(exc).__name__}",
                 permanent=False,
             ) from exc
-        log.debug("eml written", extra={"message_id": str(message["Message-ID"])})
+        log.debug("eml written", extra={"message_id": message.message_id})
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

@@ -2,7 +2,7 @@
 waiting-list offer, in German (the default) or English.
 
 :func:`render` turns one :class:`MessageData` into a ready-to-send
-:class:`email.message.EmailMessage`::
+:class:`~scheduler.reminders.mime.Outgoing` (envelope and bytes)::
 
     multipart/mixed
     ├── multipart/alternative
@@ -24,12 +24,13 @@ import html
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from email.headerregistry import Address
-from email.message import EmailMessage
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
-__all__ = ["TEXTS", "Kind", "MessageData", "format_when", "render"]
+from scheduler.reminders import mime
+from scheduler.reminders.mime import Outgoing
+
+__all__ = ["TEXTS", "Kind", "MessageData", "Outgoing", "format_when", "render"]
 
 ICS_FILENAME = "termin.ics"
 DEFAULT_LANGUAGE = "de"
@@ -412,34 +413,31 @@ def _html(c: _Content) -> str:
     return "\n".join(parts)
 
 
-def render(data: MessageData, *, now: datetime | None = None) -> EmailMessage:
-    """The message for one outbox row. ``now`` goes into the Date header (pass the service
-    clock's time); without it the system time is used."""
+def render(data: MessageData, *, now: datetime | None = None) -> Outgoing:
+    """The message for one outbox row, as the bytes that go over SMTP. ``now`` goes into the
+    Date header (pass the service clock's time); without it the system time is used. An
+    address SMTP cannot carry raises ``ValueError``."""
     content = _content(data)
-    message = EmailMessage()
-    message["From"] = _one_line(data.sender)
-    message["To"] = Address(display_name=_one_line(data.to_name), addr_spec=data.to_email.strip())
-    message["Subject"] = content.subject
-    message["Date"] = (
-        email.utils.format_datetime(now) if now is not None else email.utils.formatdate()
+    text = mime.multipart(
+        "alternative",
+        mime.boundary_for(data.message_id, "alt"),
+        [mime.text_part("plain", _plain(content)), mime.text_part("html", _html(content))],
     )
-    message["Message-ID"] = _one_line(data.message_id)
-    message["Auto-Submitted"] = "auto-generated"
-    message["X-Auto-Response-Suppress"] = "All"
-    # quoted-printable keeps the text parts 7-bit, whatever the relay supports
-    message.set_content(_plain(content), cte="quoted-printable")
-    message.add_alternative(_html(content), subtype="html", cte="quoted-printable")
+    body = text
     if data.ics is not None:
         params = {"charset": "UTF-8"}
         if data.ics_method:
             params = {"method": _one_line(data.ics_method).upper(), **params}
-        message.add_attachment(
-            data.ics,
-            maintype="text",
-            subtype="calendar",
-            filename=ICS_FILENAME,
-            params=params,
-        )
-    # after the parts: set_content() drops every Content-* header already set
-    message["Content-Language"] = content.lang
-    return message
+        ics = mime.attachment("text/calendar", params, ICS_FILENAME, data.ics)
+        body = mime.multipart("mixed", mime.boundary_for(data.message_id, "mix"), [text, ics])
+    return mime.message(
+        sender=data.sender,
+        to_name=data.to_name,
+        to_email=data.to_email,
+        subject=content.subject,
+        date=email.utils.format_datetime(now) if now is not None else email.utils.formatdate(),
+        message_id=data.message_id,
+        language=content.lang,
+        body=body,
+        extra=(("Auto-Submitted", "auto-generated"), ("X-Auto-Response-Suppress", "All")),
+    )

@@ -4,6 +4,7 @@ implicit TLS with a self-signed certificate; and the .eml folder."""
 
 from __future__ import annotations
 
+import dataclasses
 import email
 import email.policy
 import logging
@@ -443,8 +444,7 @@ async def test_file_mailer_keeps_odd_message_ids_inside_the_folder(tmp_path: Pat
 
 
 async def test_file_mailer_needs_a_message_id(tmp_path: Path) -> None:
-    m = message()
-    del m["Message-ID"]
+    m = dataclasses.replace(message(), message_id=" ")
     with pytest.raises(ValueError, match="Message-ID"):
         await FileMailer(tmp_path).send(m)
 
