@@ -15,6 +15,7 @@ from litestar.openapi.plugins import JsonRenderPlugin, ScalarRenderPlugin, Swagg
 
 from scheduler import __version__
 from scheduler.api.admin import NotificationsController
+from scheduler.api.agent import AgentController, AuditController
 from scheduler.api.bookings import BookingsController, HoldsController
 from scheduler.api.calendars import (
     CalendarFilesController,
@@ -23,13 +24,17 @@ from scheduler.api.calendars import (
     FeedsController,
 )
 from scheduler.api.catalog import CatalogController, DayFragments, SlotsCache
+from scheduler.api.closing import CloseCalendarController
 from scheduler.api.health import health
 from scheduler.api.keys import KeysController
 from scheduler.api.middleware import request_log_middleware
 from scheduler.api.pages import ManagePageController
 from scheduler.api.problems import EXCEPTION_HANDLERS
+from scheduler.api.staff import AgendaController, AttendanceController
+from scheduler.api.stats import StatsController
 from scheduler.booking.core import Core
 from scheduler.booking.db import make_engine, make_sessionmaker, migrate
+from scheduler.booking.ratelimit import Limit, Limits, RateLimiter
 from scheduler.clock import Clock, SystemClock
 from scheduler.jobs import make_dispatcher, start_jobs
 from scheduler.logs import setup_logging
@@ -92,6 +97,11 @@ def create_app(
             app.state.slots_cache = SlotsCache()
             app.state.day_fragments = DayFragments()
             app.state.feed_cache = FeedCache()
+            limits = _limits(settings)
+            secret = settings.secret_key or ""
+            app.state.rate_limiter = RateLimiter(
+                redis, clock, secret, limits, enabled=settings.rate_limits
+            )
             app.state.redis_server = private
             app.state.dispatcher = make_dispatcher(core, settings)
             if run_jobs:
@@ -118,6 +128,12 @@ def create_app(
             ClosuresController,
             KeysController,
             NotificationsController,
+            AgendaController,
+            AttendanceController,
+            StatsController,
+            AgentController,
+            AuditController,
+            CloseCalendarController,
         ],
     )
     return Litestar(
@@ -135,6 +151,14 @@ def create_app(
         ),
         debug=False,
         logging_config=None,
+    )
+
+
+def _limits(settings: Settings) -> Limits:
+    return Limits(
+        Limit("holds_per_address", *settings.rate_limit_holds_per_address),
+        Limit("holds_per_person", *settings.rate_limit_holds_per_person),
+        Limit("token_failures_per_address", *settings.rate_limit_token_failures_per_address),
     )
 
 

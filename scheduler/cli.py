@@ -338,6 +338,21 @@ def cmd_privacy(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
+    from scheduler.api.params import parse_date
+    from scheduler.booking.catalog import load_catalog
+    from scheduler.booking.stats import booking_stats, table
+
+    first, last = parse_date("from", args.first), parse_date("to", args.last)
+
+    async def figures(session):  # type: ignore[no-untyped-def]
+        catalog = await load_catalog(session)
+        return await booking_stats(session, catalog, first, last, args.service)
+
+    print(table(asyncio.run(_with_session(settings, figures))))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="scheduler",
@@ -385,6 +400,10 @@ def build_parser() -> argparse.ArgumentParser:
     privacy_sub = privacy.add_subparsers(dest="privacy_command", required=True)
     erase = privacy_sub.add_parser("erase", help="erase one booking's personal data now")
     erase.add_argument("--reference", required=True)
+    stats = sub.add_parser("stats", help="bookings, no-shows and utilisation per week")
+    stats.add_argument("--from", dest="first", required=True, help="first local date, YYYY-MM-DD")
+    stats.add_argument("--to", dest="last", required=True, help="last local date (inclusive)")
+    stats.add_argument("--service", help="only this service (and the calendars it books)")
     return parser
 
 
@@ -398,6 +417,7 @@ COMMANDS = {
     "worker": cmd_worker,
     "notifications": cmd_notifications,
     "privacy": cmd_privacy,
+    "stats": cmd_stats,
 }
 
 

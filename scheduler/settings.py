@@ -7,6 +7,7 @@ values it needs as arguments.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from enum import StrEnum
@@ -16,6 +17,14 @@ from urllib.parse import urlsplit
 import msgspec
 
 PREFIX = "SCHEDULER_"
+
+
+RATE_LIMITS = (
+    "rate_limit_holds_per_address",
+    "rate_limit_holds_per_person",
+    "rate_limit_token_failures_per_address",
+)
+_RATE = re.compile(r"(\d{1,9})\s*/\s*(\d{1,9})\s*([smh]?)")
 
 
 class SettingsError(ValueError):
@@ -44,6 +53,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     mail_from: str = "Terminvergabe <termine@localhost>"
     mail_dir: str = "./mail"
     rate_limits: bool = True
+    # abuse limits of anonymous routes: (attempts, seconds); SCHEDULER_RATE_LIMIT_*="30/60"
+    rate_limit_holds_per_address: tuple[int, int] = (30, 60)
+    rate_limit_holds_per_person: tuple[int, int] = (10, 600)
+    rate_limit_token_failures_per_address: tuple[int, int] = (20, 600)
     log_level: str = "INFO"
     clock_offset_seconds: int = 0
     max_body_bytes: int = 1024 * 1024
@@ -70,6 +83,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         for name in ("rate_limits", "unsafe_disable_guards"):
             if name in raw:
                 raw[name] = _parse_bool(PREFIX + name.upper(), str(raw[name]))
+        for name in RATE_LIMITS:
+            if name in raw:
+                raw[name] = _parse_rate(PREFIX + name.upper(), str(raw[name]))
         try:
             settings = msgspec.convert(raw, cls, strict=False)
         except msgspec.ValidationError as exc:
@@ -86,6 +102,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         positive("horizon_days", self.horizon_days, 1_000)
         positive("retention_days", self.retention_days, 3_650)
         positive("max_body_bytes", self.max_body_bytes, 100 * 1024 * 1024)
+        for name in RATE_LIMITS:
+            count, seconds = getattr(self, name)
+            if not (0 < count <= 1_000_000 and 0 < seconds <= 86_400):
+                raise SettingsError(
+                    f"{PREFIX}{name.upper()} must be COUNT/SECONDS with a count of 1 to "
+                    "1000000 and a window of 1 s to 24 h"
+                )
         scheme = self.database_url.split("://", 1)[0]
         if scheme not in ("sqlite+aiosqlite", "postgresql+asyncpg"):
             raise SettingsError(
@@ -168,6 +191,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 if parts.password:
                     out[name] = value.replace(f":{parts.password}@", ":***@")
         return out
+
+
+def _parse_rate(name: str, value: str) -> tuple[int, int]:
+    """``30/60`` (30 per 60 seconds); the window may carry a unit: ``10/10m``, ``100/1h``."""
+    match = _RATE.fullmatch(value.strip().lower())
+    if match is None:
+        raise SettingsError(f"{name} must be COUNT/SECONDS, e.g. 30/60 or 10/10m, not {value!r}")
+    count, amount, unit = match.groups()
+    return int(count), int(amount) * {"": 1, "s": 1, "m": 60, "h": 3600}[unit]
 
 
 def _parse_bool(name: str, value: str) -> bool:

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Controller, Request, Response, delete, get, post
+from litestar.exceptions import NotAuthorizedException
 from litestar.params import JSONBody, PathParameter
 
 from scheduler.api.auth import bearer, current_principal
@@ -29,6 +30,7 @@ from scheduler.booking.bookings import (
 from scheduler.booking.core import Core
 from scheduler.booking.errors import FieldError, Forbidden, NotFound, ValidationFailed
 from scheduler.booking.idempotency import IdempotencyKey, Replay
+from scheduler.booking.ratelimit import RateLimiter
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Email = Annotated[str, msgspec.Meta(max_length=254)]
@@ -120,6 +122,32 @@ def _service(request: Request[Any, Any, Any]) -> BookingService:
 
 def _core(request: Request[Any, Any, Any]) -> Core:
     return request.app.state.core  # type: ignore[no-any-return]
+
+
+def limiter(request: Request[Any, Any, Any]) -> RateLimiter:
+    return request.app.state.rate_limiter  # type: ignore[no-any-return]
+
+
+def client_address(request: Request[Any, Any, Any]) -> str | None:
+    """The address abuse limits count: the TCP peer as the ASGI server reports it. Behind a
+    reverse proxy that is the proxy, unless the server trusts its forwarded headers (uvicorn
+    does for 127.0.0.1 and ::1, or the addresses in ``FORWARDED_ALLOW_IPS``)."""
+    return request.client.host if request.client else None
+
+
+async def _limit_hold(
+    request: Request[Any, Any, Any], principal: Principal | None, citizen: PersonIn | None
+) -> None:
+    """Anonymous holds count per address and per person; API keys are never limited."""
+    if principal is not None:
+        return
+    persons: list[str] = []
+    if citizen is not None:
+        persons = codes.person_keys(
+            _core(request).secret_key, email=citizen.email, phone=citizen.phone,
+            name=citizen.name, birth_date=citizen.birth_date,
+        )  # fmt: skip
+    await limiter(request).check_hold(client_address(request), persons)
 
 
 def _service_ids(service_id: str | None, service_ids: list[str] | None) -> list[str]:
@@ -259,16 +287,39 @@ async def authorized_booking(
     secret = bearer(request) or query_token
     if secret is None:
         raise NotFound("booking", reference)
-    principal = await current_principal(request) if secret.startswith("sk_") else None
+    principal = None
+    if secret.startswith("sk_"):
+        try:
+            principal = await current_principal(request)
+        except NotAuthorizedException:
+            # not a key: a manage token may start with "sk_" too (1 in 2^18)
+            request.scope.setdefault("state", {})["principal"] = None
+    if principal is None:
+        return await _booking_by_token(request, reference, secret)
     booking = await service.find(reference)
-    if principal is not None:
-        if principal.role in (m.Role.AGENT, m.Role.ADMIN):
-            return booking
-        calendars = {c for a in booking.appointments for c in a.calendar_ids}
-        if principal.role is m.Role.STAFF and calendars & principal.calendar_ids:
-            return booking
-        raise NotFound("booking", reference)
-    if not service.token_matches(booking, secret):
+    if principal.role in (m.Role.AGENT, m.Role.ADMIN):
+        return booking
+    calendars = {c for a in booking.appointments for c in a.calendar_ids}
+    if principal.role is m.Role.STAFF and calendars & principal.calendar_ids:
+        return booking
+    raise NotFound("booking", reference)
+
+
+async def _booking_by_token(
+    request: Request[Any, Any, Any], reference: str, token: str
+) -> m.Booking:
+    """The booking of a manage token. Failures count against the caller's address; an address
+    that failed too often is 429 ``rate_limited`` before its token is even compared."""
+    limits, address = limiter(request), client_address(request)
+    await limits.check_token_lookup(address)
+    service = _service(request)
+    try:
+        booking = await service.find(reference)
+    except NotFound:
+        await limits.token_failed(address)
+        raise
+    if not service.token_matches(booking, token):
+        await limits.token_failed(address)
         raise NotFound("booking", reference)
     return booking
 
@@ -291,6 +342,8 @@ class HoldsController(Controller):
         key = await _idempotency(request, principal)
         if key is not None and (earlier := await _earlier(core, key)) is not None:
             return earlier  # type: ignore[return-value]
+        # a hold names its citizen only where a campaign needs one (when HoldCreate has it)
+        await _limit_hold(request, principal, getattr(body, "citizen", None))
         hold = await service.hold(service_ids, start, body.seats, channel)
         location_id = hold.location_id
         out = HoldOut(
@@ -349,6 +402,7 @@ class BookingsController(Controller):
         else:
             service_ids = _service_ids(body.service_id, body.service_ids)
             start = parse_moment("start", body.start)
+            await _limit_hold(request, principal, body.citizen)
             view, replay = await service.book(
                 service_ids, start, body.seats, booking_request, actor, key, render
             )

@@ -19,7 +19,7 @@ from litestar import Controller, Request, Response, delete, get, post
 from litestar.params import JSONBody, PathParameter, QueryParameter
 
 from scheduler.api.auth import current_principal, require
-from scheduler.api.bookings import authorized_booking
+from scheduler.api.bookings import authorized_booking, client_address, limiter
 from scheduler.booking import feeds
 from scheduler.booking import models as m
 from scheduler.booking.closures import import_closures
@@ -188,9 +188,15 @@ class CalendarFilesController(Controller):
         privacy = calendar.feed_privacy
         cache: FeedCache = request.app.state.feed_cache
         key = (calendar_id, privacy)
+        limits, address = limiter(request), client_address(request)
+        await limits.check_token_lookup(address)  # a blocked address cannot try tokens
         if not (token and cache.token_ok(calendar_id, token)):
-            async with core.sessions() as session:
-                await feeds.check_token(session, calendar_id, token)
+            try:
+                async with core.sessions() as session:
+                    await feeds.check_token(session, calendar_id, token)
+            except NotFound:
+                await limits.token_failed(address)
+                raise
             cache.remember_token(calendar_id, token or "")
         version = await core.reservations.feed_version(calendar.location_id, calendar_id)
         entry = cache.document(key, version)

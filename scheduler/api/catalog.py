@@ -11,11 +11,13 @@ import msgspec
 from litestar import Controller, Request, Response, get
 from litestar.params import PathParameter, QueryParameter
 
+from scheduler.api.auth import current_principal
 from scheduler.api.params import parse_date
 from scheduler.api.schemas import CalendarOut, LocationOut, ServiceOut, SlotOut
 from scheduler.booking.availability import DayResult, earliest_start
 from scheduler.booking.core import Core
 from scheduler.booking.errors import NotFound
+from scheduler.booking.models import Role
 
 DEFAULT_DAYS = 13
 
@@ -134,8 +136,9 @@ class CatalogController(Controller):
         summary="Free slots of a service",
         description=(
             "Bookable starts between two local dates (inclusive, at most 92 days apart) with "
-            "`free`: how many one-seat bookings could still be made there. `from` defaults to "
-            "today, `to` to 13 days after `from`."
+            "`free`: how many one-seat bookings the caller's channel could still make there "
+            "(anonymous callers: online, where a phone contingent holds seats back; agents and "
+            "staff: every free seat). `from` defaults to today, `to` to 13 days after `from`."
         ),
         response_description="[{start, end, free}]",
     )
@@ -152,14 +155,24 @@ class CatalogController(Controller):
         now = core.clock.now()
         first = parse_date("from", from_, now.astimezone(location.tz).date())
         last = parse_date("to", to, first + timedelta(days=DEFAULT_DAYS))
+        principal = await current_principal(request)
+        channel = (
+            "online"
+            if principal is None
+            else "phone"
+            if principal.role in (Role.AGENT, Role.ADMIN)
+            else "counter"
+        )
         cache: SlotsCache = request.app.state.slots_cache
-        key = (core.catalog.version, service.id, first, last, earliest_start(service, now))
+        key = (core.catalog.version, service.id, first, last, earliest_start(service, now), channel)
         version = await core.counters_version(service.location_id)
         if version is not None:
             body = cache.get((*key, version))
             if body is not None:
                 return Response(body, media_type="application/json")  # type: ignore[arg-type]
-        version, days, earliest = await core.free_days(service.id, first, last, now)
+        version, days, earliest = await core.free_days(
+            service.id, first, last, now, channel=channel
+        )
         fragments: DayFragments = request.app.state.day_fragments
         parts: list[bytes] = []
         for day in days:

@@ -20,7 +20,7 @@ from scheduler.booking import codes
 from scheduler.booking import models as m
 from scheduler.booking.bookings import Actor, BookingService
 from scheduler.booking.core import Core
-from scheduler.booking.errors import NotFound
+from scheduler.booking.errors import NotFound, RateLimited
 
 HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 STATUS_DE = {
@@ -51,6 +51,19 @@ def _page(title: str, body: str, status: int = 200) -> Response[str]:
     return Response(html, status_code=status, media_type="text/html", headers=HEADERS)
 
 
+def _too_many(exc: RateLimited) -> Response[str]:
+    retry = int(exc.params["retry_after"])
+    minutes = max(1, -(-retry // 60))
+    page = _page(
+        "Zu viele Versuche",
+        "<p>Von Ihrem Anschluss kamen zu viele Aufrufe mit ungültigen Links. Bitte versuchen "
+        f"Sie es in {minutes} {'Minute' if minutes == 1 else 'Minuten'} erneut.</p>",
+        429,
+    )
+    page.headers["Retry-After"] = str(retry)
+    return page
+
+
 def _when(core: Core, booking: m.Booking) -> str:
     tz = core.catalog.locations[booking.location_id].tz
     start = booking.starts_at.astimezone(tz)
@@ -77,6 +90,8 @@ class ManagePageController(Controller):
             booking = await authorized_booking(request, reference, query_token=token)
         except NotFound:
             return _page("Buchung nicht gefunden", "<p>Diese Buchung gibt es nicht.</p>", 404)
+        except RateLimited as exc:
+            return _too_many(exc)
         services = [
             core.catalog.services[s].name
             for a in booking.appointments
@@ -116,6 +131,8 @@ class ManagePageController(Controller):
             booking = await authorized_booking(request, reference, query_token=token)
         except NotFound:
             return _page("Buchung nicht gefunden", "<p>Diese Buchung gibt es nicht.</p>", 404)
+        except RateLimited as exc:
+            return _too_many(exc)
         service: BookingService = request.app.state.bookings
         await service.cancel(booking.id, Actor(request_id=request.scope.get("state", {}).get(
             "request_id")))  # fmt: skip

@@ -7,7 +7,9 @@ from datetime import date, datetime, timedelta
 from scheduler.booking.errors import FieldError, ValidationFailed
 
 
-def parse_date(field: str, value: str | None, default: date | None = None) -> date:
+def parse_date(
+    field: str, value: str | None, default: date | None = None, *, earliest: date = date(2000, 1, 1)
+) -> date:
     if value is None or value == "":
         if default is None:
             raise ValidationFailed(FieldError(field, "required"))
@@ -18,7 +20,7 @@ def parse_date(field: str, value: str | None, default: date | None = None) -> da
         parsed = date.fromisoformat(value)
     except ValueError:
         raise ValidationFailed(FieldError(field, "date")) from None
-    if not date(2000, 1, 1) <= parsed <= date(2999, 12, 31):
+    if not earliest <= parsed <= date(2999, 12, 31):
         raise ValidationFailed(FieldError(field, "out_of_range"))
     return parsed
 

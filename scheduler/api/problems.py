@@ -42,6 +42,7 @@ STATUS = {
     "hold_expired": 409,
     "limit_reached": 409,
     "capacity_below_booked": 409,
+    "already_changed": 409,
     "body_too_large": 413,
     "unsupported_media_type": 415,
     "idempotency_key_reused": 422,
@@ -104,6 +105,13 @@ TEXTS: dict[str, dict[str, tuple[str, str]]] = {
         ),
         "en": ("Capacity too small", "Capacity cannot go below the {booked} seats booked."),
     },
+    "already_changed": {
+        "de": (
+            "Termin inzwischen geändert",
+            "Der Termin wurde inzwischen geändert. Bitte laden Sie ihn neu.",
+        ),
+        "en": ("Changed meanwhile", "The booking has changed meanwhile. Please reload it."),
+    },
     "body_too_large": {
         "de": ("Anfrage zu groß", "Die Anfrage ist größer als erlaubt."),
         "en": ("Request too large", "The request body is larger than allowed."),
@@ -152,6 +160,7 @@ NOT_FOUND_DETAIL = {
         "booking": "Diese Buchung gibt es nicht.",
         "feed_token": "Diesen Feed-Schlüssel gibt es nicht.",
         "notification": "Diese Nachricht gibt es nicht.",
+        "slot": "Zu dieser Zeit beginnt in diesem Kalender kein Slot.",
         "route": "Unter dieser Adresse gibt es nichts.",
     },
     "en": {
@@ -162,6 +171,7 @@ NOT_FOUND_DETAIL = {
         "booking": "There is no such booking.",
         "feed_token": "There is no such feed token.",
         "notification": "There is no such message.",
+        "slot": "No slot of this calendar starts at this time.",
         "route": "There is nothing at this address.",
     },
 }
@@ -197,6 +207,12 @@ FIELD_MESSAGES = {
         "json": "Der Inhalt ist kein gültiges JSON.",
         "ical": "Die Kalenderdatei ist ungültig: {message}",
         "not_retryable": "Eine Nachricht im Status {status} kann nicht erneut gesendet werden.",
+        "not_markable": "Eine Buchung im Status {status} kann nicht so vermerkt werden.",
+        "check_in_too_early": "Einchecken ist frühestens {hours} Stunden vor Beginn möglich.",
+        "not_started": "„Nicht erschienen“ geht erst ab Beginn des Termins.",
+        "not_today": "Der Termin ist nicht heute.",
+        "day_over": "Der Tag des Termins ist vorbei.",
+        "in_past": "Dieser Slot ist schon vorbei.",
     },
     "en": {
         "required": "This field is required.",
@@ -228,6 +244,12 @@ FIELD_MESSAGES = {
         "json": "The body is not valid JSON.",
         "ical": "The calendar file is invalid: {message}",
         "not_retryable": "A message in status {status} cannot be sent again.",
+        "not_markable": "A booking in status {status} cannot be marked so.",
+        "check_in_too_early": "Check-in opens {hours} hours before the start.",
+        "not_started": "A no-show can only be recorded once the appointment has started.",
+        "not_today": "The appointment is not today.",
+        "day_over": "The day of the appointment is over.",
+        "in_past": "This slot is over.",
     },
 }
 
@@ -303,7 +325,7 @@ def domain_error_response(request: Request[Any, Any, Any], exc: e.DomainError) -
         opens = params.get("opens_at")
         extra = {"opens_at": opens.isoformat() if isinstance(opens, datetime) else None}
         return problem(exc.code, lang, params=params, extra=extra)
-    if isinstance(exc, e.ReservationUnavailable):
+    if isinstance(exc, (e.ReservationUnavailable, e.RateLimited)):
         retry = str(params.get("retry_after", 2))
         return problem(exc.code, lang, params=params, headers={"Retry-After": retry})
     return problem(exc.code, lang, params=params)

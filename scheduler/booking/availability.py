@@ -4,10 +4,17 @@ The same function serves both sources: Redis counters (the normal path; they cou
 and SQL (the fallback while Redis is unavailable). Results are cached per service and day,
 keyed by the exact counter bytes they were computed from, so a cache entry can never be stale:
 when any counter of that day changes, the key changes.
+
+The online view of a day under a phone contingent is also limited by the online budget of each
+calendar (seat-cells left, see ``counters``): a calendar's cells count as at most
+``budget // width`` free, ``width`` being the cells one booking of the service covers there, so
+a start offers at most ``budget // (width * seats)`` bookings on that calendar. The limits are
+part of the cache key.
 """
 
 from __future__ import annotations
 
+from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -22,14 +29,17 @@ DayStarts = tuple[tuple[int, int], ...]  # (minutes after local midnight, free) 
 
 
 def day_starts(
-    service: ServiceInfo, slot_minutes: Mapping[str, int], counters: Mapping[str, bytes | None]
+    service: ServiceInfo,
+    slot_minutes: Mapping[str, int],
+    counters: Mapping[str, bytes | None],
+    limits: Mapping[str, int] | None = None,
 ) -> DayStarts:
     """Starts of ``service`` on one day with how many one-seat bookings each could still take.
 
     ``counters`` maps every calendar of the service's pools to its free-seat string for the
     day. A start is offered where every pool has a calendar whose cells for the whole duration
     have ``seats`` free; ``free`` is the minimum over pools of the bookings the pool's calendars
-    could take together.
+    could take together. ``limits``: calendars whose cells count as at most that many free.
     """
     result: dict[int, int] | None = None
     for pool in service.pools:
@@ -37,7 +47,10 @@ def day_starts(
         seats = pool.seats
         for calendar_id in pool.calendar_ids:
             free = decode_free(counters.get(calendar_id))
-            if not free:
+            limit = limits.get(calendar_id) if limits else None
+            if limit is not None:
+                free = array("H", (min(v, limit) for v in free))
+            if not free or not any(free):
                 continue
             length = slot_minutes[calendar_id]
             width = service.duration_minutes // length
@@ -121,21 +134,34 @@ def collect_days(
     days: list[date],
     raw: list[bytes | None],
     cache: DayCache,
+    budgets: list[int | None] | None = None,
 ) -> list[DayResult]:
     """Per-day starts of ``service`` from ``raw`` (counters in the order of
-    :func:`wanted_cells`); days without any start are left out."""
+    :func:`wanted_cells`); days without any start are left out. ``budgets``, in the same order:
+    the online seat-cells left of each calendar and day under a phone contingent, None where
+    there is no limit (omitted: no limits at all)."""
     tz = catalog.locations[service.location_id].tz
     calendar_ids = sorted({c for pool in service.pools for c in pool.calendar_ids})
     minutes = {c: catalog.calendars[c].slot_minutes for c in calendar_ids}
+    cells_per_booking = [max(service.duration_minutes // minutes[c], 1) for c in calendar_ids]
     width = len(calendar_ids)
     out: list[DayResult] = []
     for n, day in enumerate(days):
         chunk = raw[n * width : (n + 1) * width]
         if not any(chunk):
             continue
-        key = (service.id, *chunk)
         counters = dict(zip(calendar_ids, chunk, strict=True))
-        starts = cache.get_or_compute(key, lambda c=counters: day_starts(service, minutes, c))
+        limits: dict[str, int] = {}
+        if budgets is not None:
+            for calendar_id, budget, cells in zip(
+                calendar_ids, budgets[n * width : (n + 1) * width], cells_per_booking, strict=True
+            ):
+                if budget is not None:
+                    limits[calendar_id] = max(budget, 0) // cells
+        key = (service.id, *chunk, *sorted(limits.items()))
+        starts = cache.get_or_compute(
+            key, lambda c=counters, x=limits: day_starts(service, minutes, c, x)
+        )
         if starts:
             out.append(DayResult(day, key, local_midnight(day, tz), starts))
     return out
@@ -148,11 +174,12 @@ def collect_starts(
     raw: list[bytes | None],
     earliest: datetime,
     cache: DayCache,
+    budgets: list[int | None] | None = None,
 ) -> list[tuple[datetime, datetime, int]]:
     """(start, end, free) in UTC for every bookable start of ``days`` at or after ``earliest``."""
     duration = timedelta(minutes=service.duration_minutes)
     out: list[tuple[datetime, datetime, int]] = []
-    for result in collect_days(catalog, service, days, raw, cache):
+    for result in collect_days(catalog, service, days, raw, cache, budgets):
         for offset, free in result.starts:
             start = result.midnight + timedelta(minutes=offset)
             if start >= earliest:

@@ -17,7 +17,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, case, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import selectinload
@@ -27,6 +27,7 @@ from scheduler.booking import idempotency as idem
 from scheduler.booking import models as m
 from scheduler.booking.catalog import Catalog
 from scheduler.booking.errors import (
+    AlreadyChanged,
     FieldError,
     HoldExpired,
     LimitReached,
@@ -88,6 +89,16 @@ class Actor:
     @property
     def name(self) -> str:
         return f"key:{self.key_id}" if self.key_id else "citizen"
+
+
+@dataclass(frozen=True, slots=True)
+class Retire:
+    """Seats freed on ``calendar_id`` between ``start`` and ``end`` (a new closure) leave with
+    the booking: the slot's capacity shrinks with its booked seats, so nobody can take them."""
+
+    calendar_id: str
+    start: datetime
+    end: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -499,13 +510,15 @@ class BookingService:
 
     # -- change -----------------------------------------------------------------------------
 
-    async def cancel(self, booking_id: str, actor: Actor) -> m.Booking:
+    async def cancel(
+        self, booking_id: str, actor: Actor, *, retire: Retire | None = None
+    ) -> m.Booking:
         now = self.now()
         async with self.core.sessions() as session, session.begin():
             booking = await self._locked(session, booking_id)
             if booking.status not in ACTIVE:
                 return booking
-            freed = await self._free_seats(session, booking_id)
+            freed = await self._free_seats(session, booking_id, retire=retire)
             await session.execute(
                 delete(m.PersonClaim).where(m.PersonClaim.booking_id == booking_id)
             )
@@ -514,24 +527,43 @@ class BookingService:
             booking.updated_at = now
             await self._audit(session, actor, "booking.cancel", booking_id, now)
             await outbox.on_cancel(session, booking_id, now, self.host)
-        await self.reservations.free(booking.location_id, freed)
+        online = booking.channel == m.Channel.ONLINE.value
+        await self.reservations.free(booking.location_id, freed, online=online)
         return booking
 
-    async def reschedule(self, booking_id: str, hold_id: str, actor: Actor) -> m.Booking:
+    async def reschedule(
+        self,
+        booking_id: str,
+        hold_id: str,
+        actor: Actor,
+        *,
+        expected_start: datetime | None = None,
+        retire: Retire | None = None,
+    ) -> m.Booking:
         """Move a booking to the visit of a new hold. The new seats are taken before the old are
-        freed, in one transaction: a failed move keeps the old booking."""
+        freed, in one transaction: a failed move keeps the old booking. With
+        ``expected_start``, a booking that no longer starts then (someone moved it meanwhile)
+        is left alone: :class:`AlreadyChanged`."""
         hold = await self.reservations.claim(hold_id, self.now())
         try:
-            booking, freed = await self._move(booking_id, hold, actor)
+            booking, freed = await self._move(booking_id, hold, actor, expected_start, retire)
         except BaseException:
             await self.reservations.unclaim(hold)
             raise
         await self.reservations.confirm(hold, self.now())
-        await self.reservations.free(booking.location_id, freed)
+        # an online booking gives its old days' online budget back; its new seats took budget
+        # when the hold was online (moved by an agent: not, until the next reconcile)
+        online = booking.channel == m.Channel.ONLINE.value
+        await self.reservations.free(booking.location_id, freed, online=online)
         return booking
 
     async def _move(
-        self, booking_id: str, hold: Hold, actor: Actor
+        self,
+        booking_id: str,
+        hold: Hold,
+        actor: Actor,
+        expected_start: datetime | None = None,
+        retire: Retire | None = None,
     ) -> tuple[m.Booking, list[CellRef]]:
         now = self.now()
         payload = hold.payload
@@ -545,6 +577,8 @@ class BookingService:
                 m.BookingStatus.PENDING.value,
             ):
                 raise ValidationFailed(FieldError("reference", "not_active"))
+            if expected_start is not None and booking.starts_at != expected_start:
+                raise AlreadyChanged()
             old_services = [s for a in booking.appointments for s in a.service_ids]
             if sorted(old_services) != sorted(payload.service_ids):
                 raise ValidationFailed(FieldError("hold_id", "other_services"))
@@ -559,7 +593,7 @@ class BookingService:
                 taken = await self._take_seats(session, hold.cells)
             except IntegrityError:
                 raise SlotFull() from None
-            freed = await self._free_seats(session, booking_id, old_slots)
+            freed = await self._free_seats(session, booking_id, old_slots, retire=retire)
             await session.execute(
                 delete(m.BookingSlot).where(m.BookingSlot.booking_id == booking_id)
             )
@@ -598,8 +632,11 @@ class BookingService:
         session: AsyncSession,
         booking_id: str,
         rows: list[Any] | None = None,
+        *,
+        retire: Retire | None = None,
     ) -> list[CellRef]:
-        """Give a booking's seats back in SQL; returns the cells for the Redis side."""
+        """Give a booking's seats back in SQL; returns the cells for the Redis side. Seats in
+        ``retire`` leave with their capacity and are not returned."""
         if rows is None:
             rows = list(
                 await session.execute(
@@ -613,11 +650,25 @@ class BookingService:
             by_seats[seats].append(slot_id)
         cells: list[CellRef] = []
         for seats, ids in sorted(by_seats.items()):
+            values: dict[str, Any] = {"booked": m.Slot.booked - seats}
+            if retire is not None:
+                retired = (
+                    (m.Slot.calendar_id == retire.calendar_id)
+                    & (m.Slot.starts_at < retire.end)
+                    & (m.Slot.ends_at > retire.start)
+                )
+                values["capacity"] = case((retired, m.Slot.capacity - seats), else_=m.Slot.capacity)
             result = await session.execute(
                 update(m.Slot)
                 .where(m.Slot.id.in_(sorted(ids)))
-                .values(booked=m.Slot.booked - seats)
-                .returning(m.Slot.calendar_id, m.Slot.day, m.Slot.cell)
-            )
-            cells += [CellRef(c, d, n, seats) for c, d, n in result]
+                .values(**values)
+                .returning(m.Slot.calendar_id, m.Slot.day, m.Slot.cell, m.Slot.starts_at,
+                           m.Slot.ends_at)
+            )  # fmt: skip
+            cells += [
+                CellRef(c, d, n, seats)
+                for c, d, n, start, end in result
+                if retire is None
+                or not (c == retire.calendar_id and start < retire.end and end > retire.start)
+            ]
         return cells

@@ -7,7 +7,7 @@ answers read requests without touching the database for configuration.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -35,6 +35,17 @@ class CalendarInfo:
     slot_minutes: int
     capacity: int
     feed_privacy: str
+    # the phone contingent in effect: the calendar's own, else its campaign's (see load_catalog)
+    phone_share_percent: int = 0
+    phone_release_days: int = 0
+
+    def reserved_share(self, day: date, today: date) -> int:
+        """The percentage of ``day``'s seats online booking cannot take, as seen on the local
+        date ``today``: 0 without a contingent, and from ``phone_release_days`` before the day
+        on (0 days: on the day itself), when what is left is released to online booking."""
+        if self.phone_share_percent and day > today + timedelta(days=self.phone_release_days):
+            return self.phone_share_percent
+        return 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +94,7 @@ class CampaignInfo:
     second_dose_min_days: int | None
     second_dose_max_days: int | None
     phone_share_percent: int
+    phone_release_days: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +108,21 @@ class Catalog:
     def calendars_of(self, location_id: str) -> list[CalendarInfo]:
         return [c for c in self.calendars.values() if c.location_id == location_id]
 
+    def online_shares(
+        self, location_id: str, first: date, last: date, today: date
+    ) -> dict[tuple[str, date], int]:
+        """Every (calendar, day) from ``first`` to ``last`` of the location's calendars with a
+        phone contingent: the percentage kept from online booking that day (0: released)."""
+        out: dict[tuple[str, date], int] = {}
+        for calendar in self.calendars_of(location_id):
+            if not calendar.phone_share_percent:
+                continue
+            day = first
+            while day <= last:
+                out[(calendar.id, day)] = calendar.reserved_share(day, today)
+                day += timedelta(days=1)
+        return out
+
 
 async def current_version(session: AsyncSession) -> int:
     state = await session.get(m.CatalogState, 1)
@@ -108,12 +135,7 @@ async def load_catalog(session: AsyncSession) -> Catalog:
         loc.id: LocationInfo(loc.id, loc.name, loc.address, loc.timezone, ZoneInfo(loc.timezone))
         for loc in (await session.scalars(select(m.Location).order_by(m.Location.id)))
     }
-    calendars = {
-        c.id: CalendarInfo(
-            c.id, c.location_id, c.name, c.kind, c.slot_minutes, c.capacity, c.feed_privacy
-        )
-        for c in (await session.scalars(select(m.Calendar).order_by(m.Calendar.id)))
-    }
+    calendar_rows = list(await session.scalars(select(m.Calendar).order_by(m.Calendar.id)))
     services: dict[str, ServiceInfo] = {}
     query = (
         select(m.Service)
@@ -154,7 +176,37 @@ async def load_catalog(session: AsyncSession) -> Catalog:
             second_dose_min_days=c.second_dose_min_days,
             second_dose_max_days=c.second_dose_max_days,
             phone_share_percent=c.phone_share_percent,
+            phone_release_days=c.phone_release_days,
         )
         for c in await session.scalars(select(m.Campaign).order_by(m.Campaign.id))
     }
+    inherited = _campaign_contingents(services, campaigns)
+    calendars = {}
+    for c in calendar_rows:
+        share, days = inherited.get(c.id, (0, 0))
+        calendars[c.id] = CalendarInfo(
+            c.id, c.location_id, c.name, c.kind, c.slot_minutes, c.capacity, c.feed_privacy,
+            phone_share_percent=share if c.phone_share_percent is None else c.phone_share_percent,
+            phone_release_days=days if c.phone_release_days is None else c.phone_release_days,
+        )  # fmt: skip
     return Catalog(version, locations, calendars, services, campaigns)
+
+
+def _campaign_contingents(
+    services: dict[str, ServiceInfo], campaigns: dict[str, CampaignInfo]
+) -> dict[str, tuple[int, int]]:
+    """(share, release days) per calendar from the campaigns of the services using it. Should
+    campaigns disagree (the seed check refuses that), the largest share wins, then the fewest
+    release days."""
+    out: dict[str, tuple[int, int]] = {}
+    for service in services.values():
+        campaign = campaigns.get(service.campaign_id or "")
+        if campaign is None or not campaign.phone_share_percent:
+            continue
+        contingent = (campaign.phone_share_percent, campaign.phone_release_days)
+        for pool in service.pools:
+            for calendar_id in pool.calendar_ids:
+                known = out.get(calendar_id)
+                if known is None or (contingent[0], -contingent[1]) > (known[0], -known[1]):
+                    out[calendar_id] = contingent
+    return out

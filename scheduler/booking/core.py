@@ -23,7 +23,7 @@ from scheduler.booking import idempotency, retention
 from scheduler.booking.bookings import BookingService
 from scheduler.booking.catalog import Catalog, ServiceInfo, current_version, load_catalog
 from scheduler.booking.changes import ChangeFeed
-from scheduler.booking.counters import encode_free, sql_free_cells
+from scheduler.booking.counters import encode_free, sql_free_cells, sql_online_budgets
 from scheduler.booking.errors import FieldError, NotFound, ValidationFailed
 from scheduler.booking.gate import Gate
 from scheduler.booking.holds import Reservations
@@ -106,6 +106,10 @@ class Core:
                     continue
                 calendar_ids = [c.id for c in self.catalog.calendars_of(location.id)]
                 first, last = horizon(now, location.tz, self.horizon_days)
+                today = now.astimezone(location.tz).date()
+                shares = self.catalog.online_shares(
+                    location.id, first - timedelta(days=1), last, today
+                )
                 async with self.sessions() as session:
                     await self.gate.reconcile(
                         session,
@@ -115,6 +119,7 @@ class Core:
                         first - timedelta(days=1),
                         last,
                         now,
+                        shares,
                     )
             self._redis_run_id = await self.gate.run_id()
 
@@ -186,13 +191,15 @@ class Core:
         return found
 
     async def free_days(
-        self, service_id: str, first: date, last: date, now: datetime
+        self, service_id: str, first: date, last: date, now: datetime, *, channel: str = "online"
     ) -> tuple[int | None, list[av.DayResult], datetime]:
         """Bookable starts of a service between two local dates (inclusive), per day, with the
         counters' version (results may be cached under it) and the earliest allowed start.
 
         Answered from the Redis counters (live holds included); from SQL, with version None,
-        while Redis is unavailable or its counters are not rebuilt yet.
+        while Redis is unavailable or its counters are not rebuilt yet. The ``online`` channel
+        sees the days under a phone contingent limited by their online budgets (from SQL
+        alone, without live holds, in the fallback); other channels see every free seat.
         """
         service = self.service(service_id)
         check_range(first, last)
@@ -202,21 +209,36 @@ class Core:
         if not days:
             return None, [], earliest
         wanted = av.wanted_cells(service, days)
+        today = now.astimezone(tz).date()
+        reserved = {
+            (c, d): share
+            for c, d in (wanted if channel == "online" else ())
+            if (share := catalog.calendars[c].reserved_share(d, today))
+        }
         raw: list[bytes | None] | None = None
         version: int | None = None
+        left: list[int] = []
         try:
-            version, raw = await self.gate.read_days(service.location_id, wanted)
+            version, raw, left = await self.gate.read_days_with_budgets(
+                service.location_id, wanted, list(reserved)
+            )
         except RedisError:
             raw = None
         if version is None or raw is None:
             version, raw = None, await self._sql_counters(wanted)
-        return version, av.collect_days(catalog, service, days, raw, self.day_cache), earliest
+            left = list((await self._sql_budgets(reserved)).values())
+        budgets = dict(zip(reserved, left, strict=True))
+        limits = [budgets.get(p) for p in wanted] if budgets else None
+        results = av.collect_days(catalog, service, days, raw, self.day_cache, limits)
+        return version, results, earliest
 
     async def free_starts(
-        self, service_id: str, first: date, last: date, now: datetime
+        self, service_id: str, first: date, last: date, now: datetime, *, channel: str = "online"
     ) -> tuple[int | None, list[tuple[datetime, datetime, int]]]:
         """Like :meth:`free_days`, flattened to (start, end, free) in UTC."""
-        version, days, earliest = await self.free_days(service_id, first, last, now)
+        version, days, earliest = await self.free_days(
+            service_id, first, last, now, channel=channel
+        )
         duration = timedelta(minutes=self.service(service_id).duration_minutes)
         starts = [
             (result.midnight + timedelta(minutes=offset), free)
@@ -261,6 +283,15 @@ class Core:
 
     async def stop(self) -> None:
         await self.changes.stop()
+
+    async def _sql_budgets(
+        self, shares: dict[tuple[str, date], int]
+    ) -> dict[tuple[str, date], int]:
+        if not shares:
+            return {}
+        async with self.sessions() as session:
+            budgets = await sql_online_budgets(session, shares)
+        return {key: budgets[key] for key in shares}
 
     async def _sql_counters(self, wanted: list[tuple[str, date]]) -> list[bytes | None]:
         calendars = {c for c, _ in wanted}

@@ -8,12 +8,32 @@ share the hash tag ``{location}`` so every script runs unchanged on Redis Cluste
     sch:{rathaus}:ver                     version, bumped by every write; missing = not built yet
     sch:{rathaus}:ep                      reconcile epoch
     sch:{rathaus}:hx                      zset: hold token -> expiry (ms)
-    sch:{rathaus}:h:<token>               hash: st (held|claimed|confirmed), exp, ce, cells, p
+    sch:{rathaus}:h:<token>               hash: st (held|claimed|confirmed), exp, ce, cells, p, o
     sch:{rathaus}:f:<calendar>:<yyyymmdd> free seats per cell
+    sch:{rathaus}:o:<calendar>:<yyyymmdd> online seat-cells left (days under a phone contingent)
     sch:{rathaus}:fv:<calendar>           feed version: bumped when a booking of it changes
     sch:changes                           pub/sub channel: a location's counters changed
 
 A hold's ``cells`` field lists ``calendar|yyyymmdd|cell|seats`` entries joined by ``;``.
+
+**Phone contingents.** A calendar may keep a share of each day's seats for the phone channel
+until some days before the day (``CalendarInfo.reserved_share``). While a day is under such a
+reserve, its integer ``o`` key counts what online booking may still take, in seat-cells (a
+30-minute booking of one seat on 10-minute cells takes 3)::
+
+    floor(sum of the day's slot capacities * (100 - share) / 100)
+      - seat-cells of active online bookings (SQL) - seat-cells of live online holds
+
+A released day, or a calendar without a contingent, has no ``o`` key and no limit. The Python
+side decides from the catalog and the clock which cells of an online hold count against a
+budget, so the scripts need no configuration: HOLD takes seats and budget together (a missing
+key counts as 0 left) and records the budget it took in the hold's ``o`` field
+(``calendar|yyyymmdd|seat-cells`` entries joined by ``;``); releasing or expiring the hold gives
+it back, confirming keeps it taken, and FREE gives back what a cancelled or moved online booking
+took. Budgets are only ever changed where their key exists, so none is left without a TTL.
+A change the scripts cannot see, e.g. an agent moving an online booking (the new seats were held
+on the phone channel, the old ones are given back to online), leaves a budget off by that
+booking until the periodic reconcile (every minute) rebuilds it from SQL.
 """
 
 from __future__ import annotations
@@ -21,11 +41,11 @@ from __future__ import annotations
 import sys
 from array import array
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from scheduler.booking import models as m
@@ -62,6 +82,9 @@ class Keys:
     def day(self, calendar_id: str, day: date) -> str:
         return f"{self.base}f:{calendar_id}:{day:%Y%m%d}"
 
+    def online(self, calendar_id: str, day: date) -> str:
+        return f"{self.base}o:{calendar_id}:{day:%Y%m%d}"
+
     def feed(self, calendar_id: str) -> str:
         return f"{self.base}fv:{calendar_id}"
 
@@ -84,8 +107,9 @@ def encode_free(values: Sequence[int]) -> bytes:
 
 
 RECONCILE = """
--- KEYS[1] version, KEYS[2] hold index, KEYS[3..] day keys
--- ARGV[1] epoch, ARGV[2] now (ms), ARGV[3] location id, then per day key: data, ttl (ms)
+-- KEYS[1] version, KEYS[2] hold index, KEYS[3..] day keys and online budget keys
+-- ARGV[1] epoch, ARGV[2] now (ms), ARGV[3] location id, then per key of KEYS[3..]: data
+-- (a counter string, or a budget; '' deletes the key), ttl (ms)
 local epoch = tonumber(ARGV[1])
 local now = tonumber(ARGV[2])
 local base = string.sub(KEYS[1], 1, -4)
@@ -104,7 +128,7 @@ local holds = redis.call('ZRANGE', KEYS[2], 0, -1)
 local kept = 0
 for _, token in ipairs(holds) do
   local hkey = base .. 'h:' .. token
-  local h = redis.call('HMGET', hkey, 'st', 'exp', 'ce', 'cells')
+  local h = redis.call('HMGET', hkey, 'st', 'exp', 'ce', 'cells', 'o')
   if not h[1] then
     redis.call('ZREM', KEYS[2], token)
   elseif (h[1] == 'held' or h[1] == 'claimed') and tonumber(h[2]) <= now then
@@ -118,6 +142,12 @@ for _, token in ipairs(holds) do
       if rebuilt[key] and redis.call('EXISTS', key) == 1 then
         redis.call('BITFIELD', key, 'OVERFLOW', 'SAT',
           'INCRBY', 'u16', '#' .. cell, -tonumber(seats))
+      end
+    end
+    for cal, day, n in string.gmatch(h[5] or '', '([^|;]+)|([^|;]+)|([^|;]+)') do
+      local key = base .. 'o:' .. cal .. ':' .. day
+      if rebuilt[key] and redis.call('EXISTS', key) == 1 then
+        redis.call('DECRBY', key, tonumber(n))
       end
     end
   end
@@ -157,3 +187,38 @@ async def sql_free_cells(
             cells.extend([0] * (cell + 1 - len(cells)))
         cells[cell] = max(capacity - booked, 0)
     return out
+
+
+async def sql_online_budgets(
+    session: AsyncSession, shares: Mapping[tuple[str, date], int]
+) -> dict[tuple[str, date], int]:
+    """Online seat-cells left per (calendar, local day) under a phone contingent (``shares``:
+    the percentage kept for the phone), from SQL alone (live holds are Redis's part). May be
+    negative: online already took more than its share (the share was raised, capacity cut)."""
+    if not shares:
+        return {}
+    ids = sorted({c for c, _ in shares})
+    first, last = min(d for _, d in shares), max(d for _, d in shares)
+    in_range = (m.Slot.calendar_id.in_(ids), m.Slot.day >= first, m.Slot.day <= last)
+    capacity_query = (
+        select(m.Slot.calendar_id, m.Slot.day, func.sum(m.Slot.capacity))
+        .where(*in_range)
+        .group_by(m.Slot.calendar_id, m.Slot.day)
+    )
+    used_query = (
+        select(m.Slot.calendar_id, m.Slot.day, func.sum(m.BookingSlot.seats))
+        .join(m.BookingSlot, m.BookingSlot.slot_id == m.Slot.id)
+        .join(m.Booking, m.Booking.id == m.BookingSlot.booking_id)
+        .where(
+            *in_range,
+            m.Booking.channel == m.Channel.ONLINE.value,
+            m.Booking.status.in_([s.value for s in m.ACTIVE_STATUSES]),
+        )
+        .group_by(m.Slot.calendar_id, m.Slot.day)
+    )
+    capacity = {(c, d): int(n or 0) for c, d, n in await session.execute(capacity_query)}
+    used = {(c, d): int(n or 0) for c, d, n in await session.execute(used_query)}
+    return {
+        key: capacity.get(key, 0) * (100 - share) // 100 - used.get(key, 0)
+        for key, share in shares.items()
+    }

@@ -11,7 +11,9 @@ is the one place that turns them into HTTP answers and sentences.
     ├── NotEligible              not_eligible
     ├── WindowClosed             window_closed (opens_at)
     ├── CapacityConflict         capacity_below_booked
+    ├── AlreadyChanged           already_changed
     ├── IdempotencyKeyReused     idempotency_key_reused
+    ├── RateLimited              rate_limited (retry_after)
     └── ReservationUnavailable   reservation_unavailable (retry_after)
 """
 
@@ -90,8 +92,23 @@ class CapacityConflict(DomainError):
         super().__init__(booked=booked)
 
 
+class AlreadyChanged(DomainError):
+    """The booking changed since the caller looked at it (e.g. someone else moved it)."""
+
+    code = "already_changed"
+
+
 class IdempotencyKeyReused(DomainError):
     code = "idempotency_key_reused"
+
+
+class RateLimited(DomainError):
+    """Too many attempts from one client address or for one person; ``retry_after`` seconds."""
+
+    code = "rate_limited"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(retry_after=retry_after)
 
 
 class ReservationUnavailable(DomainError):

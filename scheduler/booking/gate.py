@@ -7,14 +7,20 @@ location's hash tag, and checks everything before it writes anything.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from scheduler.booking.counters import RECONCILE, Keys, encode_free, sql_free_cells
+from scheduler.booking.counters import (
+    RECONCILE,
+    Keys,
+    encode_free,
+    sql_free_cells,
+    sql_online_budgets,
+)
 
 
 def _ms(moment: datetime) -> int:
@@ -46,8 +52,13 @@ class Gate:
         first_day: date,
         last_day: date,
         now: datetime,
+        online_shares: Mapping[tuple[str, date], int] | None = None,
     ) -> int:
         """Rebuild the counters of these calendars and days from SQL plus live holds.
+
+        ``online_shares`` has every (calendar, day) of a calendar with a phone contingent: the
+        percentage kept from online booking that day, 0 once released. Their online budgets
+        are rebuilt the same way (a released day's key is deleted).
 
         The epoch is taken before SQL is read: a hold confirmed before it is in the SQL
         snapshot; one confirmed after it may or may not be, and is counted (a seat hidden until
@@ -56,6 +67,12 @@ class Gate:
         keys = Keys(location_id)
         epoch = int(await self.redis.incr(keys.epoch))
         cells = await sql_free_cells(session, calendar_ids, first_day, last_day)
+        shares = {
+            (c, d): share
+            for (c, d), share in (online_shares or {}).items()
+            if first_day <= d <= last_day
+        }
+        budgets = await sql_online_budgets(session, {k: v for k, v in shares.items() if v})
         script_keys: list[str] = [keys.version, keys.hold_index]
         args: list[str | bytes | int] = [epoch, _ms(now), location_id]
         day = first_day
@@ -66,6 +83,9 @@ class Gate:
                 script_keys.append(keys.day(calendar_id, day))
                 args += [encode_free(free) if free and any(free) else b"", expire]
             day += timedelta(days=1)
+        for (calendar_id, day), share in sorted(shares.items()):
+            script_keys.append(keys.online(calendar_id, day))
+            args += [budgets[(calendar_id, day)] if share else b"", _ttl_ms(day, tz, now)]
         kept = await self._reconcile(keys=script_keys, args=args)
         return int(kept)
 
@@ -76,10 +96,28 @@ class Gate:
 
         A version of ``None`` means the counters were never built (or Redis lost them).
         """
+        version, raws, _ = await self.read_days_with_budgets(location_id, wanted, ())
+        return version, raws
+
+    async def read_days_with_budgets(
+        self,
+        location_id: str,
+        wanted: Sequence[tuple[str, date]],
+        budget_days: Sequence[tuple[str, date]],
+    ) -> tuple[int | None, list[bytes | None], list[int]]:
+        """Like :meth:`read_days`, and the online budgets of ``budget_days`` in the same round
+        trip (a missing budget is 0 left, as the HOLD script counts it)."""
         keys = Keys(location_id)
-        values = await self.redis.mget([keys.version, *(keys.day(c, d) for c, d in wanted)])
+        values = await self.redis.mget(
+            [
+                keys.version,
+                *(keys.day(c, d) for c, d in wanted),
+                *(keys.online(c, d) for c, d in budget_days),
+            ]
+        )
         version = int(values[0]) if values[0] is not None else None
-        return version, list(values[1:])
+        split = 1 + len(wanted)
+        return version, list(values[1:split]), [int(v or 0) for v in values[split:]]
 
     async def version(self, location_id: str) -> int | None:
         value = await self.redis.get(Keys(location_id).version)

@@ -3,7 +3,9 @@
 A visit is one or more services of one location, back to back: durations add up and one
 calendar of each pool serves the whole visit. ``plan_visit`` turns (services, start, seats) into
 groups of options — per pool, one option per calendar whose grid has the start — and the HOLD
-script takes the first option of every group that fits, all or nothing.
+script takes the first option of every group that fits, all or nothing. For an online visit it
+also lists the calendar-days under a phone contingent (``Visit.budgeted``): there the script
+takes the seats only if that day's online budget covers them too (see ``counters``).
 
 Hold ids are ``<location>.<token>`` with a 128-bit random token: unguessable, and they name the
 hash tag of their keys.
@@ -83,6 +85,8 @@ class Visit:
     seats: int
     parts: tuple[VisitPart, ...]
     groups: tuple[tuple[tuple[CellRef, ...], ...], ...]  # per pool: options of cells
+    # (calendar, day) of the options whose seats also count against the online budget
+    budgeted: frozenset[tuple[str, date]] = frozenset()
 
 
 class HoldPayload(msgspec.Struct, array_like=True):
@@ -188,7 +192,18 @@ def plan_visit(
             raise ValidationFailed(FieldError("start", "not_a_start"))
         random.shuffle(options)  # spread bookings over the pool's calendars
         groups.append(tuple(options))
-    return Visit(location_id, tuple(service_ids), start, cursor, seats, tuple(parts), tuple(groups))
+    budgeted: set[tuple[str, date]] = set()
+    if channel == "online":
+        today = now.astimezone(tz).date()
+        for options in groups:
+            for cells in options:
+                for c in cells:
+                    if catalog.calendars[c.calendar_id].reserved_share(c.day, today):
+                        budgeted.add((c.calendar_id, c.day))
+    return Visit(
+        location_id, tuple(service_ids), start, cursor, seats, tuple(parts), tuple(groups),
+        frozenset(budgeted),
+    )  # fmt: skip
 
 
 class Reservations:
@@ -239,7 +254,8 @@ class Reservations:
             for cells in options:
                 args.append(len(cells))
                 for c in cells:
-                    args += [c.calendar_id, f"{c.day:%Y%m%d}", c.cell, c.seats]
+                    budgeted = 1 if (c.calendar_id, c.day) in visit.budgeted else 0
+                    args += [c.calendar_id, f"{c.day:%Y%m%d}", c.cell, c.seats, budgeted]
         try:
             result = await self._hold(keys=[keys.version, keys.hold_index], args=args)
         except RedisError as exc:
@@ -304,12 +320,19 @@ class Reservations:
             raise ReservationUnavailable() from exc
         return bool(released)
 
-    async def free(self, location_id: str, cells: list[CellRef]) -> None:
-        """Seats a committed change gave back in SQL (best effort; reconcile is the backstop)."""
+    async def free(self, location_id: str, cells: list[CellRef], *, online: bool = False) -> None:
+        """Seats a committed change gave back in SQL (best effort; reconcile is the backstop).
+        ``online``: the booking's channel was online, so the online budgets of those days (where
+        they exist) get the seat-cells back as well."""
         if not cells:
             return
         keys = Keys(location_id)
-        args: list[Any] = [location_id]
+        budget: dict[tuple[str, date], int] = {}
+        if online:
+            for c in cells:
+                budget[(c.calendar_id, c.day)] = budget.get((c.calendar_id, c.day), 0) + c.seats
+        used = ";".join(f"{cal}|{day:%Y%m%d}|{n}" for (cal, day), n in sorted(budget.items()))
+        args: list[Any] = [location_id, used]
         for c in cells:
             args += [c.calendar_id, f"{c.day:%Y%m%d}", c.cell, c.seats]
         with contextlib.suppress(RedisError):

@@ -118,6 +118,10 @@ class Calendar(Base):
     slot_minutes: Mapped[int] = mapped_column(Integer)
     capacity: Mapped[int] = mapped_column(Integer, default=1)
     feed_privacy: Mapped[str] = mapped_column(String(16), default=FeedPrivacy.INITIALS)
+    # The phone contingent: the percentage of each day's seats online booking cannot take, until
+    # ``phone_release_days`` before the day. NULL: as the calendar's campaign says (or none).
+    phone_share_percent: Mapped[int | None] = mapped_column(Integer)
+    phone_release_days: Mapped[int | None] = mapped_column(Integer)
 
     location: Mapped[Location] = relationship(back_populates="calendars")
     rules: Mapped[list[OpeningRule]] = relationship(
@@ -203,6 +207,7 @@ class Campaign(Base):
     second_dose_min_days: Mapped[int | None] = mapped_column(Integer)
     second_dose_max_days: Mapped[int | None] = mapped_column(Integer)
     phone_share_percent: Mapped[int] = mapped_column(Integer, default=0)
+    phone_release_days: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Service(Base):

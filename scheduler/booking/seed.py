@@ -28,6 +28,7 @@ from scheduler.calendar.grid import VALID_SLOT_MINUTES, OpeningRule, RuleError, 
 Slug = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Interval = Annotated[str, msgspec.Meta(pattern=r"^\d\d:\d\d-\d\d:\d\d$")]
+ReleaseDays = Annotated[int, msgspec.Meta(ge=0, le=365)]
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -70,6 +71,9 @@ class CalendarSpec(msgspec.Struct, forbid_unknown_fields=True):
     hours: Slug
     capacity: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 1
     feed_privacy: Literal["full", "initials", "service"] = "initials"
+    # the phone contingent; unset: as the campaign of the calendar's services says
+    phone_share_percent: Annotated[int, msgspec.Meta(ge=0, le=100)] | None = None
+    phone_release_days: ReleaseDays | None = None
 
 
 class ClosureSpec(msgspec.Struct, forbid_unknown_fields=True):
@@ -125,6 +129,7 @@ class CampaignSpec(msgspec.Struct, forbid_unknown_fields=True):
     second_service: Slug | None = None
     second_dose_days: Annotated[list[int], msgspec.Meta(min_length=2, max_length=2)] | None = None
     phone_share_percent: Annotated[int, msgspec.Meta(ge=0, le=100)] = 0
+    phone_release_days: ReleaseDays = 0
 
 
 class Seed(msgspec.Struct, forbid_unknown_fields=True):
@@ -364,6 +369,25 @@ def _check_references(seed: Seed, text: str = "") -> list[str]:
             problem(message, "campaigns", n, "second_dose_days")
         moment_type(camp.opens_at, "campaigns", n, "opens_at", optional=False)
         moment_type(camp.closes_at, "campaigns", n, "closes_at")
+    # A calendar without a phone contingent of its own takes its campaign's: campaigns that
+    # disagree on it need the calendar to decide.
+    by_campaign = {c.id: c for c in seed.campaigns}
+    contingents: dict[str, dict[tuple[int, int], str]] = {}
+    for svc in seed.services:
+        camp = by_campaign.get(svc.campaign or "")
+        if camp is None or not camp.phone_share_percent:
+            continue
+        for req in svc.requirements:
+            for cal_id in req.pool:
+                contingent = (camp.phone_share_percent, camp.phone_release_days)
+                contingents.setdefault(cal_id, {}).setdefault(contingent, camp.id)
+    for n, cal in enumerate(seed.calendars):
+        found = contingents.get(cal.id, {})
+        names = ", ".join(repr(c) for c in sorted(found.values()))
+        for field_name, index in (("phone_share_percent", 0), ("phone_release_days", 1)):
+            if getattr(cal, field_name) is None and len({k[index] for k in found}) > 1:
+                message = f"campaigns {names} set different {field_name}: set it here"
+                problem(message, "calendars", n, field_name)
     for n, cl in enumerate(seed.closures):
         moment_type(cl.start, "closures", n, "start", optional=False)
         moment_type(cl.end, "closures", n, "end")
@@ -513,6 +537,8 @@ async def apply_seed(session: AsyncSession, seed: Seed, now: datetime) -> SeedRe
                 slot_minutes=cal.slot_minutes,
                 capacity=cal.capacity,
                 feed_privacy=cal.feed_privacy,
+                phone_share_percent=cal.phone_share_percent,
+                phone_release_days=cal.phone_release_days,
             )
         )
         await session.flush()
@@ -548,6 +574,7 @@ async def apply_seed(session: AsyncSession, seed: Seed, now: datetime) -> SeedRe
                 second_dose_min_days=camp.second_dose_days[0] if camp.second_dose_days else None,
                 second_dose_max_days=camp.second_dose_days[1] if camp.second_dose_days else None,
                 phone_share_percent=camp.phone_share_percent,
+                phone_release_days=camp.phone_release_days,
             )
         )
         report.campaigns += 1

@@ -126,8 +126,20 @@ async def materialize_calendar(
         )
     report.updated = len(recapacity) + len(shrink)
     for start in range(0, len(stale), 500):
-        await session.execute(delete(m.Slot).where(m.Slot.id.in_(stale[start : start + 500])))
-    report.deleted = len(stale)
+        chunk = stale[start : start + 500]
+        # booked == 0 again here: a booking confirmed since the read above keeps its slot,
+        # with no spare seat
+        deleted = await session.execute(
+            delete(m.Slot).where(m.Slot.id.in_(chunk), m.Slot.booked == 0).returning(m.Slot.id)
+        )
+        kept = set(chunk) - set(deleted.scalars())
+        if kept:
+            await session.execute(
+                update(m.Slot)
+                .where(m.Slot.id.in_(sorted(kept)))
+                .values(capacity=m.Slot.booked, capacity_overridden=False)
+            )
+        report.deleted += len(chunk) - len(kept)
     return report
 
 

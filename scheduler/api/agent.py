@@ -1,0 +1,120 @@
+"""The hotline's routes (agent keys; admins pass too) and the admins' audit trail."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, Request, Response, get
+from litestar.params import QueryParameter
+
+from scheduler.api.auth import current_principal, require
+from scheduler.api.bookings import BookingOut, _actor, _core, _local, booking_out
+from scheduler.api.params import parse_date, parse_int, parse_moment
+from scheduler.booking import hotline
+from scheduler.booking import models as m
+
+
+class NextSlotOut(msgspec.Struct):
+    service_id: str
+    location_id: str
+    start: str
+    end: str
+    free: int
+
+
+class AuditEventOut(msgspec.Struct):
+    at: datetime
+    actor: str
+    action: str
+    request_id: str | None
+    details: dict[str, Any]
+
+
+class AgentController(Controller):
+    path = "/agent"
+    tags = ["hotline"]
+    guards = [require(m.Role.AGENT)]
+
+    @get(
+        "/next-slots",
+        operation_id="nextSlots",
+        summary="The next free starts for a caller",
+        description=(
+            "The `limit` (1–50, default 5) earliest starts at or after `after` (default now) of "
+            "`service` (repeatable; every service bookable by phone when left out), in "
+            "`location` or in every location, with the agent's view of free seats (the phone "
+            "share included)."
+        ),
+    )
+    async def next_slots(
+        self,
+        request: Request[Any, Any, Any],
+        service: Annotated[list[str] | None, QueryParameter(max_items=20)] = None,
+        location: Annotated[str | None, QueryParameter(max_length=64)] = None,
+        after: Annotated[str | None, QueryParameter(max_length=40)] = None,
+        limit: Annotated[str | None, QueryParameter(max_length=4)] = None,
+    ) -> list[NextSlotOut]:
+        core = _core(request)
+        found = await hotline.next_slots(
+            core,
+            service_ids=[s for s in service or [] if s],
+            location_id=location or None,
+            after=parse_moment("after", after) if after else core.clock.now(),
+            limit=parse_int("limit", limit, 5, 1, hotline.MAX_RESULTS),
+        )
+        return [
+            NextSlotOut(
+                s.service_id,
+                s.location_id,
+                _local(s.start, core, s.location_id),
+                _local(s.end, core, s.location_id),
+                s.free,
+            )
+            for s in found
+        ]
+
+    @get(
+        "/bookings",
+        operation_id="findCallerBookings",
+        summary="A caller's bookings, by code or by name and birth date",
+    )
+    async def bookings(
+        self,
+        request: Request[Any, Any, Any],
+        reference: Annotated[str | None, QueryParameter(max_length=20)] = None,
+        name: Annotated[str | None, QueryParameter(max_length=200)] = None,
+        birth_date: Annotated[str | None, QueryParameter(max_length=10)] = None,
+    ) -> Response[list[BookingOut]]:
+        core = _core(request)
+        found = await hotline.find_bookings(
+            core,
+            _actor(request, await current_principal(request)),
+            reference=reference,
+            name=name,
+            birth_date=(
+                parse_date("birth_date", birth_date, earliest=date(1900, 1, 1))
+                if birth_date
+                else None
+            ),
+        )
+        return Response(
+            [booking_out(core, booking, spell=True) for booking in found],
+            headers={"Cache-Control": "no-store"},
+        )
+
+
+class AuditController(Controller):
+    path = "/audit"
+    tags = ["admin"]
+    guards = [require()]
+
+    @get("/", operation_id="listAuditEvents", summary="A booking's audit trail (append-only)")
+    async def events(
+        self,
+        request: Request[Any, Any, Any],
+        booking: Annotated[str, QueryParameter(max_length=20)],
+    ) -> list[AuditEventOut]:
+        rows = await hotline.audit_events(_core(request), booking)
+        return [AuditEventOut(e.at, e.actor, e.action, e.request_id, e.details) for e in rows]

@@ -1,0 +1,236 @@
+"""Closing a calendar for a while (illness, a holiday) and dealing with the bookings inside:
+each is moved to the nearest free start of the same services (on any calendar of their pools)
+or cancelled, and the person gets the message through the outbox.
+
+Safe to repeat and to run while citizens book:
+
+1. The closure is recorded (once: the same calendar, period and reason are found again) and the
+   calendar's slots are materialized in the same transaction: free slots inside it disappear,
+   booked ones keep exactly their booked seats (``capacity = booked``), so no confirm can add
+   one; the counters are rebuilt, so no new hold is given there either.
+2. Only then are the affected bookings read: whatever was confirmed before step 1 committed is
+   among them, nothing can be confirmed there afterwards.
+3. A move is a reschedule that only happens if the booking still starts where it started when
+   it was read (a second closure run, or an agent, may have moved it meanwhile: it is left
+   alone and reported as such); the seats it leaves behind leave with their capacity, so the
+   closed period never offers them again. A target that another booking took first is skipped
+   for the next nearest one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from scheduler.booking import models as m
+from scheduler.booking.bookings import Actor, BookingService, Retire
+from scheduler.booking.core import Core
+from scheduler.booking.errors import (
+    AlreadyChanged,
+    FieldError,
+    NotFound,
+    SlotFull,
+    ValidationFailed,
+)
+from scheduler.booking.slots import horizon, materialize_calendar
+
+MAX_CLOSURE_DAYS = 92
+MAX_TRIES = 12  # candidate starts tried per booking before giving up
+
+
+class Policy(StrEnum):
+    MOVE = "move"
+    CANCEL = "cancel"
+
+
+class Outcome(StrEnum):
+    MOVED = "moved"
+    CANCELLED = "cancelled"
+    NOT_MOVED = "not_moved"  # no free start found: the booking stays, staff must call
+    UNCHANGED = "unchanged"  # changed meanwhile by someone else, or no longer active
+
+
+@dataclass(frozen=True, slots=True)
+class Affected:
+    booking_id: str
+    reference: str
+    outcome: Outcome
+    start: datetime  # where it was
+    new_start: datetime | None = None
+
+
+@dataclass(slots=True)
+class CloseReport:
+    closure_id: int
+    created: bool
+    results: list[Affected] = field(default_factory=list)
+
+
+async def close_calendar(
+    core: Core,
+    bookings: BookingService,
+    calendar_id: str,
+    start: datetime,
+    end: datetime,
+    reason: str,
+    policy: Policy,
+    actor: Actor,
+) -> CloseReport:
+    calendar_info = core.catalog.calendars.get(calendar_id)
+    if calendar_info is None:
+        raise NotFound("calendar", calendar_id)
+    _validate(start, end, reason)
+    now = core.clock.now()
+    location = core.catalog.locations[calendar_info.location_id]
+    async with core.sessions() as session, session.begin():
+        closure = await session.scalar(
+            select(m.Closure).where(
+                m.Closure.calendar_id == calendar_id,
+                m.Closure.starts_at == start,
+                m.Closure.ends_at == end,
+                m.Closure.source == "staff",
+            )
+        )
+        created = closure is None
+        if closure is None:
+            closure = m.Closure(
+                location_id=location.id,
+                calendar_id=calendar_id,
+                starts_at=start,
+                ends_at=end,
+                reason=reason.strip(),
+                source="staff",
+            )
+            session.add(closure)
+            await session.flush()
+        calendar = await session.scalar(
+            select(m.Calendar)
+            .where(m.Calendar.id == calendar_id)
+            .options(selectinload(m.Calendar.rules))
+        )
+        assert calendar is not None
+        first, last = horizon(now, location.tz, core.horizon_days)
+        await materialize_calendar(session, calendar, location.tz, first, last)
+        session.add(
+            m.AuditEvent(
+                at=now,
+                actor=actor.name,
+                action="calendar.close",
+                booking_id=None,
+                request_id=actor.request_id,
+                details={
+                    "calendar": calendar_id,
+                    "from": start.isoformat(),
+                    "to": end.isoformat(),
+                    "policy": policy.value,
+                },
+            )
+        )
+        closure_id = closure.id
+    await core.rebuild_counters([location.id])
+    report = CloseReport(closure_id, created)
+    retire = Retire(calendar_id, start, end)
+    for booking in await _affected(core, calendar_id, start, end):
+        if policy is Policy.CANCEL:
+            await bookings.cancel(booking.id, actor, retire=retire)
+            report.results.append(
+                Affected(booking.id, booking.reference, Outcome.CANCELLED, booking.starts_at)
+            )
+        else:
+            report.results.append(await _move(core, bookings, booking, retire, actor))
+    return report
+
+
+def _validate(start: datetime, end: datetime, reason: str) -> None:
+    errors = []
+    if end <= start:
+        errors.append(FieldError("to", "to_before_from"))
+    elif end - start > timedelta(days=MAX_CLOSURE_DAYS):
+        errors.append(FieldError("to", "range_too_long", max=MAX_CLOSURE_DAYS))
+    if not reason.strip() or len(reason) > 300:
+        errors.append(FieldError("reason", "length", min=1, max=300))
+    if errors:
+        raise ValidationFailed(*errors)
+
+
+async def _affected(
+    core: Core, calendar_id: str, start: datetime, end: datetime
+) -> list[m.Booking]:
+    """Active bookings holding seats on the calendar inside the period, earliest first."""
+    async with core.sessions() as session:
+        ids = select(m.BookingSlot.booking_id).join(m.Slot, m.Slot.id == m.BookingSlot.slot_id)
+        ids = ids.where(
+            m.Slot.calendar_id == calendar_id, m.Slot.starts_at < end, m.Slot.ends_at > start
+        )
+        return list(
+            await session.scalars(
+                select(m.Booking)
+                .where(
+                    m.Booking.id.in_(ids),
+                    m.Booking.status.in_([s.value for s in m.ACTIVE_STATUSES]),
+                )
+                .options(selectinload(m.Booking.appointments))
+                .order_by(m.Booking.starts_at, m.Booking.reference)
+            )
+        )
+
+
+async def _move(
+    core: Core, bookings: BookingService, booking: m.Booking, retire: Retire, actor: Actor
+) -> Affected:
+    """Move one booking to the free start nearest to where it was (earlier or later)."""
+    service_ids = [s for a in booking.appointments for s in a.service_ids]
+    service = core.service(service_ids[0])
+    # a staff channel: no online contingent applies to a forced move
+    channel = next((c for c in ("counter", "phone") if c in service.channels), booking.channel)
+    seats = await _seats(core, booking)
+    location = core.catalog.locations[service.location_id]
+    now = core.clock.now()
+    today = now.astimezone(location.tz).date()
+    last = min(today + timedelta(days=service.max_days_ahead), today + timedelta(days=92))
+    _, starts = await core.free_starts(service.id, today, last, now, channel=channel)
+    original = booking.starts_at
+    candidates = sorted(
+        (s for s, _, free in starts if free >= seats),  # the closed cells are 0 already
+        key=lambda s: (abs(s - original), s),
+    )
+    for candidate in candidates[:MAX_TRIES]:
+        try:
+            hold = await bookings.hold(service_ids, candidate, seats, channel)
+        except (SlotFull, ValidationFailed):
+            continue  # taken meanwhile, or no longer allowed (notice)
+        try:
+            moved = await bookings.reschedule(
+                booking.id, hold.hold_id, actor, expected_start=original, retire=retire
+            )
+        except SlotFull:  # the hold's seats went back when the move failed
+            continue
+        except (AlreadyChanged, ValidationFailed):
+            return Affected(booking.id, booking.reference, Outcome.UNCHANGED, original)
+        return Affected(booking.id, booking.reference, Outcome.MOVED, original, moved.starts_at)
+    return Affected(booking.id, booking.reference, Outcome.NOT_MOVED, original)
+
+
+async def _seats(core: Core, booking: m.Booking) -> int:
+    """How many people the booking is for: its seats on a slot over what one person takes."""
+    async with core.sessions() as session:
+        rows = list(
+            await session.execute(
+                select(m.Slot.calendar_id, m.BookingSlot.seats)
+                .join(m.Slot, m.Slot.id == m.BookingSlot.slot_id)
+                .where(m.BookingSlot.booking_id == booking.id)
+            )
+        )
+    per_person = {
+        c: pool.seats
+        for s in (core.catalog.services.get(i) for a in booking.appointments for i in a.service_ids)
+        if s is not None
+        for pool in s.pools
+        for c in pool.calendar_ids
+    }
+    counts = [seats // max(per_person.get(c, 1), 1) for c, seats in rows]
+    return max(min(counts, default=1), 1)
