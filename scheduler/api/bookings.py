@@ -172,7 +172,7 @@ def _channel(requested: str | None, principal: Principal | None) -> str:
 
 
 def _local(moment: datetime, core: Core, location_id: str) -> str:
-    return moment.astimezone(core.catalog.locations[location_id].tz).isoformat()
+    return moment.astimezone(core.catalog.locations[location_id].tz).isoformat(timespec="seconds")
 
 
 def _parts(

@@ -345,7 +345,9 @@ def test_the_wire_form_is_seven_bit_with_short_lines() -> None:
     assert parsed["To"].addresses[0].display_name.replace(" ", "") == "Ä" * 90
 
 
-@pytest.mark.parametrize("address", ["max..muster@example.de", "max@", "a b@example.de", "x@y"])
+@pytest.mark.parametrize(
+    "address", ["max..muster@example.de", "max@", "a b@example.de", "x@-y.de", "x@y..de"]
+)
 def test_an_address_smtp_cannot_carry_is_refused(address: str) -> None:
     with pytest.raises(ValueError, match="address"):
         render(data(to_email=address))
@@ -359,3 +361,10 @@ def test_an_internationalized_domain_is_written_as_idna() -> None:
 def test_a_header_that_looks_encoded_is_encoded() -> None:
     message = sent(data(to_name="=?utf-8?q?Bcc?= Eve"))
     assert message["To"].addresses[0].display_name == "=?utf-8?q?Bcc?= Eve"
+
+
+def test_the_default_sender_of_the_demo_renders() -> None:
+    from scheduler.settings import Settings
+
+    message = sent(data(sender=Settings().mail_from))
+    assert message["From"].addresses[0].addr_spec == "termine@localhost"
