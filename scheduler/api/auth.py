@@ -15,6 +15,7 @@ from litestar.handlers.base import BaseRouteHandler
 
 from scheduler.booking.apikeys import Principal, hash_secret, principal_for
 from scheduler.booking.core import Core
+from scheduler.booking.errors import NotFound
 from scheduler.booking.models import Role
 
 CACHE_SECONDS = 5.0
@@ -52,6 +53,20 @@ async def current_principal(connection: ASGIConnection[Any, Any, Any, Any]) -> P
             raise NotAuthorizedException()
     connection.scope.setdefault("state", {})["principal"] = principal
     return principal
+
+
+async def own_calendar(connection: ASGIConnection[Any, Any, Any, Any], calendar_id: str) -> str:
+    """The calendar, if it exists and the caller's key may act on it (staff: its calendars);
+    otherwise the same 404 as for a calendar that does not exist."""
+    principal = await current_principal(connection)
+    core: Core = connection.app.state.core
+    if calendar_id not in core.catalog.calendars or (
+        principal is not None
+        and principal.role is Role.STAFF
+        and calendar_id not in principal.calendar_ids
+    ):
+        raise NotFound("calendar", calendar_id)
+    return calendar_id
 
 
 def forget_cached_keys() -> None:

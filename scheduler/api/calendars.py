@@ -18,7 +18,7 @@ import msgspec
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.params import JSONBody, PathParameter, QueryParameter
 
-from scheduler.api.auth import current_principal, require
+from scheduler.api.auth import own_calendar, require
 from scheduler.api.bookings import authorized_booking, client_address, limiter
 from scheduler.booking import feeds
 from scheduler.booking import models as m
@@ -322,13 +322,7 @@ class ClosuresController(Controller):
         calendar_id: Annotated[str, PathParameter(max_length=64)],
     ) -> ImportOut:
         core = _core(request)
-        principal = await current_principal(request)
-        if calendar_id not in core.catalog.calendars or (
-            principal is not None
-            and principal.role is m.Role.STAFF
-            and calendar_id not in principal.calendar_ids
-        ):
-            raise NotFound("calendar", calendar_id)
+        await own_calendar(request, calendar_id)
         data = await request.body()
         report = await import_closures(
             core.sessions, calendar_id, data, core.clock.now(), core.horizon_days

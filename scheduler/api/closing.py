@@ -8,13 +8,13 @@ import msgspec
 from litestar import Controller, Request, Response, post
 from litestar.params import JSONBody, PathParameter
 
-from scheduler.api.auth import current_principal, require
+from scheduler.api.auth import current_principal, own_calendar, require
 from scheduler.api.bookings import _actor, _core, _local
 from scheduler.api.params import parse_moment
 from scheduler.booking import codes
 from scheduler.booking import models as m
 from scheduler.booking.closing import Policy, close_calendar
-from scheduler.booking.errors import FieldError, NotFound, ValidationFailed
+from scheduler.booking.errors import FieldError, ValidationFailed
 
 
 class ClosureCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -63,12 +63,7 @@ class CloseCalendarController(Controller):
     ) -> Response[ClosureOut]:
         core = _core(request)
         principal = await current_principal(request)
-        if calendar_id not in core.catalog.calendars or (
-            principal is not None
-            and principal.role is m.Role.STAFF
-            and calendar_id not in principal.calendar_ids
-        ):
-            raise NotFound("calendar", calendar_id)
+        await own_calendar(request, calendar_id)
         try:
             policy = Policy(data.policy)
         except ValueError:

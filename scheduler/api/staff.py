@@ -18,7 +18,7 @@ import msgspec
 from litestar import Controller, Request, Response, get, patch, post
 from litestar.params import JSONBody, PathParameter, QueryParameter
 
-from scheduler.api.auth import current_principal, require
+from scheduler.api.auth import current_principal, own_calendar, require
 from scheduler.api.bookings import (
     BookingOut,
     _actor,
@@ -33,7 +33,6 @@ from scheduler.api.problems import language_of
 from scheduler.booking import models as m
 from scheduler.booking import staff
 from scheduler.booking.core import Core
-from scheduler.booking.errors import NotFound
 
 NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 CSV = "text/csv"  # Litestar adds "; charset=utf-8" to text types
@@ -122,18 +121,6 @@ class SlotCapacityOut(msgspec.Struct):
 
 def _core(request: Request[Any, Any, Any]) -> Core:
     return request.app.state.core  # type: ignore[no-any-return]
-
-
-async def _own_calendar(request: Request[Any, Any, Any], calendar_id: str) -> str:
-    """The calendar, if it exists and the key may act on it; the same 404 otherwise."""
-    principal = await current_principal(request)
-    if calendar_id not in _core(request).catalog.calendars or (
-        principal is not None
-        and principal.role is m.Role.STAFF
-        and calendar_id not in principal.calendar_ids
-    ):
-        raise NotFound("calendar", calendar_id)
-    return calendar_id
 
 
 def _local(moment: datetime, agenda: staff.Agenda) -> str:
@@ -259,7 +246,7 @@ class AgendaController(Controller):
         format_: Annotated[Literal["json", "csv", "text"], QueryParameter(name="format")] = "json",
     ) -> Response[AgendaOut]:
         core = _core(request)
-        await _own_calendar(request, calendar_id)
+        await own_calendar(request, calendar_id)
         lang = language_of(request)
         tz = core.catalog.locations[core.catalog.calendars[calendar_id].location_id].tz
         day = parse_date("date", date_, core.clock.now().astimezone(tz).date())
@@ -291,7 +278,7 @@ class AgendaController(Controller):
         data: JSONBody[CapacityIn],
     ) -> Response[SlotCapacityOut]:
         core = _core(request)
-        await _own_calendar(request, calendar_id)
+        await own_calendar(request, calendar_id)
         moment = parse_moment("start", start)
         principal = await current_principal(request)
         slot = await staff.set_capacity(
