@@ -62,7 +62,9 @@ class Core:
         self.redis = redis
         self.gate = Gate(redis)
         self.changes = ChangeFeed(redis)
-        self.reservations = Reservations(redis, unsafe_no_guard=unsafe_no_guard)
+        self.reservations = Reservations(
+            redis, unsafe_no_guard=unsafe_no_guard, changed=self.changes.forget
+        )
         self.bookings = BookingService(self, self.reservations, unsafe_no_guard=unsafe_no_guard)
         self.clock = clock
         self.secret_key = secret_key
@@ -121,6 +123,7 @@ class Core:
                         now,
                         shares,
                     )
+                self.changes.forget(location.id)
             self._redis_run_id = await self.gate.run_id()
 
     async def watch_counters(self) -> None:

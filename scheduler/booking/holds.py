@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import random
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -209,8 +210,18 @@ def plan_visit(
 class Reservations:
     """The Redis side of holds: take, claim for confirming, confirm, release, free, sweep."""
 
-    def __init__(self, redis: Any, *, unsafe_no_guard: bool = False) -> None:
+    def __init__(
+        self,
+        redis: Any,
+        *,
+        unsafe_no_guard: bool = False,
+        changed: Callable[[str], None] = lambda _location_id: None,
+    ) -> None:
+        """``changed(location_id)`` is called after every script that may have changed the
+        location's counters, so this process reads its own writes (the change feed's notice
+        arrives a moment later)."""
         self.redis = redis
+        self._changed = changed
         self._hold = redis.register_script(
             scripts.HOLD.replace("if free - already < seats then", "if false then")
             if unsafe_no_guard
@@ -258,6 +269,7 @@ class Reservations:
                     args += [c.calendar_id, f"{c.day:%Y%m%d}", c.cell, c.seats, budgeted]
         try:
             result = await self._hold(keys=[keys.version, keys.hold_index], args=args)
+            self._changed(visit.location_id)
         except RedisError as exc:
             raise ReservationUnavailable() from exc
         if result[0] == -1:
@@ -308,6 +320,7 @@ class Reservations:
                 keys=[keys.version, keys.hold_index],
                 args=[hold.location_id, hold.token, "claimed"],
             )
+        self._changed(hold.location_id)
 
     async def release(self, hold_id: str) -> bool:
         location_id, token = split_hold_id(hold_id)
@@ -318,6 +331,7 @@ class Reservations:
             )
         except RedisError as exc:
             raise ReservationUnavailable() from exc
+        self._changed(location_id)
         return bool(released)
 
     async def free(self, location_id: str, cells: list[CellRef], *, online: bool = False) -> None:
@@ -337,6 +351,7 @@ class Reservations:
             args += [c.calendar_id, f"{c.day:%Y%m%d}", c.cell, c.seats]
         with contextlib.suppress(RedisError):
             await self._free(keys=[keys.version], args=args)
+            self._changed(location_id)
 
     async def feed_version(self, location_id: str, calendar_id: str) -> str | None:
         """The calendar's feed version; None when Redis cannot tell (then ask SQL)."""
@@ -363,4 +378,6 @@ class Reservations:
             keys=[keys.version, keys.hold_index],
             args=[location_id, int(now.timestamp() * 1000), limit],
         )
+        if released:
+            self._changed(location_id)
         return int(released)
