@@ -6,6 +6,7 @@ key with another body is 422 ``idempotency_key_reused``.
 
 from __future__ import annotations
 
+import contextlib
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -292,8 +293,15 @@ async def authorized_booking(
         try:
             principal = await current_principal(request)
         except NotAuthorizedException:
-            # not a key: a manage token may start with "sk_" too (1 in 2^18)
-            request.scope.setdefault("state", {})["principal"] = None
+            # An unknown or revoked key is 401, as on every guarded route, and no token
+            # failure; unless it is this booking's manage token (1 in 2^18 start with "sk_").
+            service = _service(request)
+            with contextlib.suppress(NotFound):
+                booking = await service.find(reference)
+                if service.token_matches(booking, secret):
+                    request.scope.setdefault("state", {})["principal"] = None
+                    return booking
+            raise
     if principal is None:
         return await _booking_by_token(request, reference, secret)
     booking = await service.find(reference)

@@ -188,13 +188,16 @@ class CalendarFilesController(Controller):
         privacy = calendar.feed_privacy
         cache: FeedCache = request.app.state.feed_cache
         key = (calendar_id, privacy)
-        limits, address = limiter(request), client_address(request)
-        await limits.check_token_lookup(address)  # a blocked address cannot try tokens
         if not (token and cache.token_ok(calendar_id, token)):
             try:
                 async with core.sessions() as session:
                     await feeds.check_token(session, calendar_id, token)
             except NotFound:
+                # A valid feed token always passes (calendar services poll many feeds from
+                # shared addresses; one revoked feed must not block the others). A wrong one
+                # counts, and an address that failed too often hears 429 instead of 404.
+                limits, address = limiter(request), client_address(request)
+                await limits.check_token_lookup(address)
                 await limits.token_failed(address)
                 raise
             cache.remember_token(calendar_id, token or "")

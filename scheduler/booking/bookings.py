@@ -17,7 +17,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import bindparam, case, delete, insert, select, update
+from sqlalchemy import bindparam, case, delete, exists, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import selectinload
@@ -36,6 +36,7 @@ from scheduler.booking.errors import (
     ValidationFailed,
 )
 from scheduler.booking.holds import CellRef, Hold, Reservations, plan_visit
+from scheduler.reminders.mime import addr_spec
 
 ACTIVE = tuple(s.value for s in m.ACTIVE_STATUSES)
 
@@ -67,6 +68,21 @@ INSERT_APPOINTMENT = insert(m.Appointment)
 INSERT_BOOKING_SLOT = insert(m.BookingSlot)
 INSERT_CLAIM = insert(m.PersonClaim)
 INSERT_AUDIT = insert(m.AuditEvent)
+# a slot inside a closure of its calendar, or of its calendar's whole location
+_CLOSED = exists().where(
+    m.Closure.starts_at < m.Slot.ends_at,
+    m.Closure.ends_at > m.Slot.starts_at,
+    or_(
+        m.Closure.calendar_id == m.Slot.calendar_id,
+        m.Closure.calendar_id.is_(None)
+        & (
+            m.Closure.location_id
+            == select(m.Calendar.location_id)
+            .where(m.Calendar.id == m.Slot.calendar_id)
+            .scalar_subquery()
+        ),
+    ),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,9 +108,9 @@ class Actor:
 
 
 @dataclass(frozen=True, slots=True)
-class Retire:
-    """Seats freed on ``calendar_id`` between ``start`` and ``end`` (a new closure) leave with
-    the booking: the slot's capacity shrinks with its booked seats, so nobody can take them."""
+class Inside:
+    """A period of one calendar: a change passed ``only_inside`` happens only while the booking
+    still holds seats there (a closure's view; someone may have moved it meanwhile)."""
 
     calendar_id: str
     start: datetime
@@ -169,8 +185,13 @@ def validate_request(request: BookingRequest) -> None:
 
 
 def _plausible_email(email: str) -> bool:
-    local, at, domain = email.strip().rpartition("@")
-    return bool(at and local and "." in domain and len(email) <= 254 and " " not in email.strip())
+    """An address the messages can be sent to (as the renderer writes them), with a dot in its
+    domain (``erika@localhost`` is no citizen's address)."""
+    try:
+        spec = addr_spec(email)
+    except ValueError:
+        return False
+    return "." in spec.rpartition("@")[2]
 
 
 def _constraint(exc: Exception) -> str:
@@ -511,14 +532,17 @@ class BookingService:
     # -- change -----------------------------------------------------------------------------
 
     async def cancel(
-        self, booking_id: str, actor: Actor, *, retire: Retire | None = None
+        self, booking_id: str, actor: Actor, *, only_inside: Inside | None = None
     ) -> m.Booking:
         now = self.now()
         async with self.core.sessions() as session, session.begin():
             booking = await self._locked(session, booking_id)
             if booking.status not in ACTIVE:
+                if only_inside is not None:
+                    raise AlreadyChanged()
                 return booking
-            freed = await self._free_seats(session, booking_id, retire=retire)
+            await self._check_inside(session, booking_id, only_inside)
+            freed = await self._free_seats(session, booking_id)
             await session.execute(
                 delete(m.PersonClaim).where(m.PersonClaim.booking_id == booking_id)
             )
@@ -537,16 +561,14 @@ class BookingService:
         hold_id: str,
         actor: Actor,
         *,
-        expected_start: datetime | None = None,
-        retire: Retire | None = None,
+        only_inside: Inside | None = None,
     ) -> m.Booking:
         """Move a booking to the visit of a new hold. The new seats are taken before the old are
-        freed, in one transaction: a failed move keeps the old booking. With
-        ``expected_start``, a booking that no longer starts then (someone moved it meanwhile)
-        is left alone: :class:`AlreadyChanged`."""
+        freed, in one transaction: a failed move keeps the old booking. With ``only_inside``,
+        a booking that no longer holds seats there is left alone: :class:`AlreadyChanged`."""
         hold = await self.reservations.claim(hold_id, self.now())
         try:
-            booking, freed = await self._move(booking_id, hold, actor, expected_start, retire)
+            booking, freed = await self._move(booking_id, hold, actor, only_inside)
         except BaseException:
             await self.reservations.unclaim(hold)
             raise
@@ -562,8 +584,7 @@ class BookingService:
         booking_id: str,
         hold: Hold,
         actor: Actor,
-        expected_start: datetime | None = None,
-        retire: Retire | None = None,
+        only_inside: Inside | None = None,
     ) -> tuple[m.Booking, list[CellRef]]:
         now = self.now()
         payload = hold.payload
@@ -577,8 +598,7 @@ class BookingService:
                 m.BookingStatus.PENDING.value,
             ):
                 raise ValidationFailed(FieldError("reference", "not_active"))
-            if expected_start is not None and booking.starts_at != expected_start:
-                raise AlreadyChanged()
+            await self._check_inside(session, booking_id, only_inside)
             old_services = [s for a in booking.appointments for s in a.service_ids]
             if sorted(old_services) != sorted(payload.service_ids):
                 raise ValidationFailed(FieldError("hold_id", "other_services"))
@@ -593,7 +613,7 @@ class BookingService:
                 taken = await self._take_seats(session, hold.cells)
             except IntegrityError:
                 raise SlotFull() from None
-            freed = await self._free_seats(session, booking_id, old_slots, retire=retire)
+            freed = await self._free_seats(session, booking_id, old_slots)
             await session.execute(
                 delete(m.BookingSlot).where(m.BookingSlot.booking_id == booking_id)
             )
@@ -632,11 +652,12 @@ class BookingService:
         session: AsyncSession,
         booking_id: str,
         rows: list[Any] | None = None,
-        *,
-        retire: Retire | None = None,
     ) -> list[CellRef]:
-        """Give a booking's seats back in SQL; returns the cells for the Redis side. Seats in
-        ``retire`` leave with their capacity and are not returned."""
+        """Give a booking's seats back in SQL; returns the cells for the Redis side.
+
+        A seat freed in a slot that is closed now (a closure of its calendar or location covers
+        it) leaves with its capacity (``capacity = booked`` after the update) and is not
+        returned: a closed period never offers a seat again, whoever cancels or moves."""
         if rows is None:
             rows = list(
                 await session.execute(
@@ -650,25 +671,35 @@ class BookingService:
             by_seats[seats].append(slot_id)
         cells: list[CellRef] = []
         for seats, ids in sorted(by_seats.items()):
-            values: dict[str, Any] = {"booked": m.Slot.booked - seats}
-            if retire is not None:
-                retired = (
-                    (m.Slot.calendar_id == retire.calendar_id)
-                    & (m.Slot.starts_at < retire.end)
-                    & (m.Slot.ends_at > retire.start)
-                )
-                values["capacity"] = case((retired, m.Slot.capacity - seats), else_=m.Slot.capacity)
             result = await session.execute(
                 update(m.Slot)
                 .where(m.Slot.id.in_(sorted(ids)))
-                .values(**values)
-                .returning(m.Slot.calendar_id, m.Slot.day, m.Slot.cell, m.Slot.starts_at,
-                           m.Slot.ends_at)
+                .values(
+                    booked=m.Slot.booked - seats,
+                    capacity=case((_CLOSED, m.Slot.booked - seats), else_=m.Slot.capacity),
+                )
+                .returning(m.Slot.calendar_id, m.Slot.day, m.Slot.cell, m.Slot.capacity,
+                           m.Slot.booked)
             )  # fmt: skip
-            cells += [
-                CellRef(c, d, n, seats)
-                for c, d, n, start, end in result
-                if retire is None
-                or not (c == retire.calendar_id and start < retire.end and end > retire.start)
-            ]
+            # open: capacity > booked after the update (it was <= before, minus seats >= 1)
+            cells += [CellRef(c, d, n, seats) for c, d, n, cap, booked in result if cap > booked]
         return cells
+
+    async def _check_inside(
+        self, session: AsyncSession, booking_id: str, inside: Inside | None
+    ) -> None:
+        if inside is None:
+            return
+        found = await session.scalar(
+            select(m.BookingSlot.slot_id)
+            .join(m.Slot, m.Slot.id == m.BookingSlot.slot_id)
+            .where(
+                m.BookingSlot.booking_id == booking_id,
+                m.Slot.calendar_id == inside.calendar_id,
+                m.Slot.starts_at < inside.end,
+                m.Slot.ends_at > inside.start,
+            )
+            .limit(1)
+        )
+        if found is None:
+            raise AlreadyChanged()

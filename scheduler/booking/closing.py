@@ -4,17 +4,17 @@ or cancelled, and the person gets the message through the outbox.
 
 Safe to repeat and to run while citizens book:
 
-1. The closure is recorded (once: the same calendar, period and reason are found again) and the
+1. The closure is recorded (once: the same calendar and period are found again) and the
    calendar's slots are materialized in the same transaction: free slots inside it disappear,
    booked ones keep exactly their booked seats (``capacity = booked``), so no confirm can add
    one; the counters are rebuilt, so no new hold is given there either.
-2. Only then are the affected bookings read: whatever was confirmed before step 1 committed is
-   among them, nothing can be confirmed there afterwards.
-3. A move is a reschedule that only happens if the booking still starts where it started when
-   it was read (a second closure run, or an agent, may have moved it meanwhile: it is left
-   alone and reported as such); the seats it leaves behind leave with their capacity, so the
-   closed period never offers them again. A target that another booking took first is skipped
-   for the next nearest one.
+2. Only then are the affected bookings read (those still to come): whatever was confirmed
+   before step 1 committed is among them, nothing can be confirmed there afterwards.
+3. A move or a cancellation only happens while the booking still holds seats in the closed
+   period (a second closure run, the citizen or an agent may have moved it meanwhile: it is
+   left alone and reported as such). Seats freed in a closed slot, by anyone, leave with their
+   capacity (see ``BookingService._free_seats``), so the closed period never offers them again.
+   A target that another booking took first is skipped for the next nearest one.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from scheduler.booking import models as m
-from scheduler.booking.bookings import Actor, BookingService, Retire
+from scheduler.booking.bookings import Actor, BookingService, Inside
 from scheduler.booking.core import Core
 from scheduler.booking.errors import (
     AlreadyChanged,
@@ -133,15 +133,19 @@ async def close_calendar(
         closure_id = closure.id
     await core.rebuild_counters([location.id])
     report = CloseReport(closure_id, created)
-    retire = Retire(calendar_id, start, end)
-    for booking in await _affected(core, calendar_id, start, end):
+    inside = Inside(calendar_id, start, end)
+    for booking in await _affected(core, calendar_id, start, end, now):
         if policy is Policy.CANCEL:
-            await bookings.cancel(booking.id, actor, retire=retire)
+            try:
+                await bookings.cancel(booking.id, actor, only_inside=inside)
+                outcome = Outcome.CANCELLED
+            except AlreadyChanged:
+                outcome = Outcome.UNCHANGED
             report.results.append(
-                Affected(booking.id, booking.reference, Outcome.CANCELLED, booking.starts_at)
+                Affected(booking.id, booking.reference, outcome, booking.starts_at)
             )
         else:
-            report.results.append(await _move(core, bookings, booking, retire, actor))
+            report.results.append(await _move(core, bookings, booking, inside, actor))
     return report
 
 
@@ -158,9 +162,11 @@ def _validate(start: datetime, end: datetime, reason: str) -> None:
 
 
 async def _affected(
-    core: Core, calendar_id: str, start: datetime, end: datetime
+    core: Core, calendar_id: str, start: datetime, end: datetime, now: datetime
 ) -> list[m.Booking]:
-    """Active bookings holding seats on the calendar inside the period, earliest first."""
+    """Active bookings still to come holding seats on the calendar inside the period, earliest
+    first (a visit that already began is left as it is: closing the rest of a day at noon
+    must not move the morning's)."""
     async with core.sessions() as session:
         ids = select(m.BookingSlot.booking_id).join(m.Slot, m.Slot.id == m.BookingSlot.slot_id)
         ids = ids.where(
@@ -172,6 +178,7 @@ async def _affected(
                 .where(
                     m.Booking.id.in_(ids),
                     m.Booking.status.in_([s.value for s in m.ACTIVE_STATUSES]),
+                    m.Booking.starts_at > now,
                 )
                 .options(selectinload(m.Booking.appointments))
                 .order_by(m.Booking.starts_at, m.Booking.reference)
@@ -180,7 +187,7 @@ async def _affected(
 
 
 async def _move(
-    core: Core, bookings: BookingService, booking: m.Booking, retire: Retire, actor: Actor
+    core: Core, bookings: BookingService, booking: m.Booking, inside: Inside, actor: Actor
 ) -> Affected:
     """Move one booking to the free start nearest to where it was (earlier or later)."""
     service_ids = [s for a in booking.appointments for s in a.service_ids]
@@ -204,9 +211,7 @@ async def _move(
         except (SlotFull, ValidationFailed):
             continue  # taken meanwhile, or no longer allowed (notice)
         try:
-            moved = await bookings.reschedule(
-                booking.id, hold.hold_id, actor, expected_start=original, retire=retire
-            )
+            moved = await bookings.reschedule(booking.id, hold.hold_id, actor, only_inside=inside)
         except SlotFull:  # the hold's seats went back when the move failed
             continue
         except (AlreadyChanged, ValidationFailed):

@@ -53,6 +53,11 @@ async def next_slots(
         raise NotFound("location", location_id)
     if service_ids:
         services = [core.service(s) for s in service_ids]
+        for service in services:
+            if channel not in service.channels:
+                raise ValidationFailed(
+                    FieldError("service", "channel_not_offered", channel=channel)
+                )
         if location_id is not None:
             services = [s for s in services if s.location_id == location_id]
     else:

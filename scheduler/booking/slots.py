@@ -117,14 +117,19 @@ async def materialize_calendar(
     # A booked slot that is no longer open (a closure, changed hours) stays for its bookings,
     # but must not offer its spare seats: its capacity shrinks to what is booked (and a staff
     # override ends with it; should the slot open again, it gets the calendar's capacity).
-    shrink = [row.id for row in existing.values() if 0 < row.booked < row.capacity]
+    # (every such row, not only those with spare seats when read: a seat freed meanwhile is
+    # counted by the update, which reads the row's current ``booked``)
+    shrink = [row.id for row in existing.values() if row.booked > 0]
+    shrunk = 0
     for start in range(0, len(shrink), 500):
-        await session.execute(
+        result = await session.execute(
             update(m.Slot)
-            .where(m.Slot.id.in_(shrink[start : start + 500]))
+            .where(m.Slot.id.in_(shrink[start : start + 500]), m.Slot.capacity != m.Slot.booked)
             .values(capacity=m.Slot.booked, capacity_overridden=False)
+            .returning(m.Slot.id)
         )
-    report.updated = len(recapacity) + len(shrink)
+        shrunk += len(result.all())
+    report.updated = len(recapacity) + shrunk
     for start in range(0, len(stale), 500):
         chunk = stale[start : start + 500]
         # booked == 0 again here: a booking confirmed since the read above keeps its slot,

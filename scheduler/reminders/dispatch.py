@@ -79,10 +79,11 @@ class Dispatcher:
             deadline = now + self.lease / 2
             async with _connection(self.mailer) as mailer:
                 for first in range(0, len(rows), CHUNK):
-                    if first and self.core.clock.now() >= deadline:
-                        await self._release(rows[first:])
+                    chunk = rows[first : first + CHUNK]
+                    untried = await self._send_chunk(chunk, report, mailer, deadline, first == 0)
+                    if untried:
+                        await self._release([*untried, *rows[first + CHUNK :]])
                         break
-                    await self._send_chunk(rows[first : first + CHUNK], report, mailer)
             if len(rows) < self.batch:
                 return report
 
@@ -122,10 +123,21 @@ class Dispatcher:
         async with self.core.engine.begin() as conn:
             await conn.execute(_RELEASE, [{"nid": row.id, "claim": row.attempts} for row in rows])
 
-    async def _send_chunk(self, rows: list[Any], report: DispatchReport, mailer: Mailer) -> None:
+    async def _send_chunk(
+        self,
+        rows: list[Any],
+        report: DispatchReport,
+        mailer: Mailer,
+        deadline: datetime,
+        first: bool,
+    ) -> list[Any]:
         """Re-read the chunk's bookings (one query, right before sending), send each message,
         then record the outcomes of the chunk in one transaction. A crash between a send and
-        that write sends those messages again after the lease, with the same Message-ID."""
+        that write sends those messages again after the lease, with the same Message-ID.
+
+        Past ``deadline`` (half the lease) no further message is tried: the outcomes so far are
+        recorded long before the lease ends, and the untried rows are returned, to be given
+        back (the batch's very first message is always tried)."""
         query = (
             select(m.Booking)
             .where(m.Booking.id.in_({row.booking_id for row in rows}))
@@ -135,13 +147,16 @@ class Dispatcher:
             bookings = {b.id: b for b in (await session.execute(query)).scalars()}
         outcomes: list[dict[str, Any]] = []
         try:
-            for row in rows:
+            for n, row in enumerate(rows):
+                if (n or not first) and self.core.clock.now() >= deadline:
+                    return rows[n:]
                 values = await self._deliver(row, bookings.get(row.booking_id), report, mailer)
                 outcomes.append({"nid": row.id, "claim": row.attempts, **values})
         finally:
             if outcomes:
                 async with self.core.engine.begin() as conn:
                     await conn.execute(_FINISH, outcomes)
+        return []
 
     async def _deliver(
         self, row: Any, booking: m.Booking | None, report: DispatchReport, mailer: Mailer

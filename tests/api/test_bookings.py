@@ -334,3 +334,26 @@ async def test_a_manage_token_that_looks_like_an_api_key_still_works(
         f"/api/v1/bookings/{booking['reference']}/cancel", headers=headers
     )
     assert cancelled.status_code == 200, cancelled.text
+
+
+async def test_a_revoked_key_is_401_and_no_token_failure(client: Client, core: Core) -> None:
+    from tests.api.test_keys import make_key
+
+    booking = (
+        await client.post(
+            "/api/v1/bookings",
+            json={"service_id": "hund-anmelden", "start": START, "citizen": CITIZEN},
+        )
+    ).json()
+    unknown = {"Authorization": "Bearer sk_agent_" + "x" * 43}
+    for _ in range(25):  # more than the failed look-ups an address may have
+        response = await client.get(f"/api/v1/bookings/{booking['reference']}", headers=unknown)
+        assert response.status_code == 401
+    token = {"Authorization": f"Bearer {booking['manage_token']}"}
+    assert (
+        await client.get(f"/api/v1/bookings/{booking['reference']}", headers=token)
+    ).status_code == 200
+    agent = {"Authorization": f"Bearer {await make_key(core, 'agent')}"}
+    assert (
+        await client.get(f"/api/v1/bookings/{booking['reference']}", headers=agent)
+    ).status_code == 200

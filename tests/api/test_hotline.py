@@ -378,3 +378,79 @@ async def test_closure_while_citizens_book_loses_nothing_and_moves_nothing_twice
     assert over == 0
     assert all(n == 1 for _, n in moves)  # none moved twice
     assert seats == held  # every seat in SQL belongs to a confirmed booking, none lost
+
+
+async def test_a_seat_freed_in_a_closed_slot_is_not_offered_again(
+    client: Client, core: Core, staff: dict[str, str]
+) -> None:
+    nine = f"{DAY}T09:00:00+01:00"
+    booked = [
+        await book(client, nine, email=f"p{n}@example.org", name=f"Person {n}") for n in range(3)
+    ]
+    url = "/api/v1/calendars/sachbearbeitung-1/closures"
+    # the whole Monday: nowhere to move within the closed clerk, but the other two have room
+    response = await client.post(url, json=closure("cancel"), headers=staff)
+    assert response.status_code == 200
+    # the citizens on the other clerks cancel themselves: those seats are open again
+    for b in booked:
+        if b["reference"] not in {r["reference"] for r in response.json()["bookings"]}:
+            headers = {"Authorization": f"Bearer {b['manage_token']}"}
+            cancelled = await client.post(
+                f"/api/v1/bookings/{b['reference']}/cancel", headers=headers
+            )
+            assert cancelled.status_code == 200
+    assert (await free_at(client))[nine] == 2  # two clerks; the closed one stays closed
+    async with core.sessions() as session:
+        open_closed = await session.scalar(
+            select(func.count())
+            .select_from(m.Slot)
+            .where(
+                m.Slot.calendar_id == "sachbearbeitung-1",
+                m.Slot.starts_at >= datetime.fromisoformat(f"{DAY}T08:00:00+01:00"),
+                m.Slot.starts_at < datetime.fromisoformat(f"{DAY}T12:00:00+01:00"),
+                m.Slot.capacity > m.Slot.booked,
+            )
+        )
+    assert open_closed == 0
+
+
+async def test_a_booking_moved_away_meanwhile_is_not_cancelled(
+    client: Client, core: Core, staff: dict[str, str]
+) -> None:
+    from scheduler.booking.bookings import Actor, Inside
+    from scheduler.booking.errors import AlreadyChanged
+
+    nine = f"{DAY}T09:00:00+01:00"
+    booked = await book(client, nine)
+    found = await core.bookings.find(booked["reference"])
+    calendar = found.appointments[0].calendar_ids[0]
+    start = datetime.fromisoformat(f"{DAY}T08:00:00+01:00")
+    end = datetime.fromisoformat(f"{DAY}T10:00:00+01:00")
+    hold = await core.bookings.hold(
+        ["hund-anmelden"], datetime.fromisoformat(f"{DAY}T14:00:00+01:00"), 1, "online"
+    )
+    await core.bookings.reschedule(found.id, hold.hold_id, Actor())  # the citizen moves it
+    with pytest.raises(AlreadyChanged):
+        await core.bookings.cancel(found.id, Actor(), only_inside=Inside(calendar, start, end))
+    assert (await core.bookings.find(booked["reference"])).status == "confirmed"
+
+
+async def test_a_closure_leaves_visits_that_already_began(
+    client: Client, core: Core, clock: Any, staff: dict[str, str]
+) -> None:
+    refs = [
+        (
+            await book(
+                client, f"{DAY}T{t}:00+01:00", email=f"{n}@example.org", name=f"P {chr(65 + n)}"
+            )
+        )
+        for n, t in enumerate(["08:00", "08:00", "08:00", "10:00", "10:00", "10:00"])
+    ]
+    clock.set(datetime.fromisoformat(f"{DAY}T09:00:00+01:00"))  # the clerk goes home at nine
+    response = await client.post(
+        "/api/v1/calendars/sachbearbeitung-1/closures", json=closure("cancel"), headers=staff
+    )
+    assert response.status_code == 200
+    results = response.json()["bookings"]
+    assert [r["start"] for r in results] == [f"{DAY}T10:00:00+01:00"]  # not the 08:00 visit
+    assert len(refs) == 6
