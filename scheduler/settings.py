@@ -10,11 +10,14 @@ import os
 import re
 import secrets
 from collections.abc import Mapping
+from email.utils import parseaddr
 from enum import StrEnum
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import msgspec
+
+from scheduler.booking.addresses import addr_spec
 
 PREFIX = "SCHEDULER_"
 
@@ -135,6 +138,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise SettingsError(f"{PREFIX}SMTP_PORT must be a TCP port (1-65535)")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise SettingsError(f"{PREFIX}LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
+        try:
+            addr_spec(parseaddr(self.mail_from)[1])
+        except ValueError:
+            raise SettingsError(
+                f"{PREFIX}MAIL_FROM must be an address, e.g. "
+                "'Terminvergabe <termine@stadt.example>'"
+            ) from None
 
     @property
     def is_sqlite(self) -> bool:

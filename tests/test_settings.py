@@ -82,6 +82,8 @@ def test_values_are_read_and_converted() -> None:
         ("SCHEDULER_RATE_LIMITS", "maybe"),
         ("SCHEDULER_RATE_LIMITS", ""),
         ("SCHEDULER_LOG_LEVEL", "TRACE"),
+        ("SCHEDULER_MAIL_FROM", "Terminvergabe"),
+        ("SCHEDULER_MAIL_FROM", "Terminvergabe <termine..stadt@example.de>"),
     ],
 )
 def test_a_bad_value_names_its_variable(variable: str, value: str) -> None:

@@ -25,6 +25,7 @@ from sqlalchemy.orm import selectinload
 from scheduler.booking import codes, outbox, pgfast
 from scheduler.booking import idempotency as idem
 from scheduler.booking import models as m
+from scheduler.booking.addresses import addr_spec
 from scheduler.booking.catalog import Catalog
 from scheduler.booking.errors import (
     AlreadyChanged,
@@ -36,7 +37,6 @@ from scheduler.booking.errors import (
     ValidationFailed,
 )
 from scheduler.booking.holds import CellRef, Hold, Reservations, plan_visit
-from scheduler.reminders.mime import addr_spec
 
 ACTIVE = tuple(s.value for s in m.ACTIVE_STATUSES)
 

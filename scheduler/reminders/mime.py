@@ -20,6 +20,8 @@ import hashlib
 import re
 from dataclasses import dataclass
 
+from scheduler.booking.addresses import addr_spec
+
 __all__ = [
     "Outgoing",
     "Part",
@@ -33,9 +35,6 @@ __all__ = [
     "text_part",
 ]
 
-_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
-_LOCAL = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*")
-_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 _SPECIALS = re.compile(r'[()<>\[\]:;@\\,."]')
 _WORD_BYTES = 45  # 45 bytes → 60 base64 characters → a 72-character encoded word
 _FOLD = 76
@@ -52,27 +51,6 @@ class Outgoing:
 
 
 Part = bytes  # a MIME entity: its headers, a blank line, its body (CRLF, 7-bit)
-
-
-def addr_spec(value: str) -> str:
-    """An address as SMTP can carry it without extensions, or ``ValueError``: a dot-atom local
-    part (``max..muster@`` is refused) and a domain of letter-digit-hyphen labels (an
-    internationalized domain is written as IDNA)."""
-    local, at, domain = value.strip().rpartition("@")
-    if not at or not _LOCAL.fullmatch(local):
-        raise ValueError("not a deliverable address")
-    if not domain.isascii():
-        try:
-            domain = domain.encode("idna").decode("ascii")
-        except UnicodeError as exc:
-            raise ValueError("not a deliverable address") from exc
-    labels = domain.split(".")  # one label is allowed: the demo sends as termine@localhost
-    if not all(_LABEL.fullmatch(label) for label in labels):
-        raise ValueError("not a deliverable address")
-    spec = f"{local}@{domain}"
-    if len(spec) > 254:
-        raise ValueError("not a deliverable address")
-    return spec
 
 
 def _words(text: str, name: str) -> list[str]:
