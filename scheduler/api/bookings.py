@@ -30,6 +30,7 @@ from scheduler.booking.bookings import (
 )
 from scheduler.booking.core import Core
 from scheduler.booking.errors import FieldError, Forbidden, NotFound, ValidationFailed
+from scheduler.booking.holds import appointments_of
 from scheduler.booking.idempotency import IdempotencyKey, Replay
 from scheduler.booking.ratelimit import RateLimiter
 
@@ -53,6 +54,11 @@ class HoldCreate(msgspec.Struct, forbid_unknown_fields=True):
     service_ids: Annotated[list[Slug], msgspec.Meta(max_length=5)] | None = None
     seats: Annotated[int, msgspec.Meta(ge=1, le=20)] = 1
     channel: Literal["online", "phone", "counter"] | None = None
+    # a campaign's services: who is coming (eligibility is judged on the appointment's day)
+    citizen: PersonIn | None = None
+    # a campaign's first dose with its second dose, in one hold
+    series: bool = False
+    second_start: Annotated[str, msgspec.Meta(max_length=40)] | None = None
 
 
 class AppointmentOut(msgspec.Struct):
@@ -78,6 +84,8 @@ class BookingCreate(msgspec.Struct, forbid_unknown_fields=True):
     channel: Literal["online", "phone", "counter"] | None = None
     consent: bool = False
     language: Literal["de", "en"] | None = None
+    series: bool = False
+    second_start: Annotated[str, msgspec.Meta(max_length=40)] | None = None
 
 
 class Reschedule(msgspec.Struct, forbid_unknown_fields=True):
@@ -159,6 +167,14 @@ def _service_ids(service_id: str | None, service_ids: list[str] | None) -> list[
     if service_id is None:
         raise ValidationFailed(FieldError("service_id", "required"))
     return [service_id]
+
+
+def _second_start(series: bool, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    if not series:
+        raise ValidationFailed(FieldError("second_start", "series_only"))
+    return parse_moment("second_start", value)
 
 
 def _channel(requested: str | None, principal: Principal | None) -> str:
@@ -350,16 +366,20 @@ class HoldsController(Controller):
         key = await _idempotency(request, principal)
         if key is not None and (earlier := await _earlier(core, key)) is not None:
             return earlier  # type: ignore[return-value]
-        # a hold names its citizen only where a campaign needs one (when HoldCreate has it)
-        await _limit_hold(request, principal, getattr(body, "citizen", None))
-        hold = await service.hold(service_ids, start, body.seats, channel)
+        second_start = _second_start(body.series, body.second_start)
+        await _limit_hold(request, principal, body.citizen)
+        hold = await service.hold(
+            service_ids, start, body.seats, channel, citizen=_person(body.citizen),
+            series=body.series, second_start=second_start,
+        )  # fmt: skip
         location_id = hold.location_id
         out = HoldOut(
             hold_id=hold.hold_id,
             expires_at=_local(hold.expires_at, core, location_id),
             appointments=[
                 AppointmentOut(sid, _local(s, core, location_id), _local(e, core, location_id))
-                for sid, s, e in _parts(core, service_ids, start)
+                for visit in appointments_of(core.catalog, hold.payload, hold.cells)
+                for sid, s, e in _parts(core, visit.service_ids, visit.start)
             ],
         )
         return await _answer(core, key, 201, out)  # type: ignore[return-value]
@@ -404,16 +424,24 @@ class BookingsController(Controller):
             return _encoder.encode(booking_out(core, view, spell=spell))
 
         if body.hold_id is not None:
-            if body.start is not None or body.service_id or body.service_ids:
+            if (
+                body.start is not None
+                or body.service_id
+                or body.service_ids
+                or body.series
+                or body.second_start is not None
+            ):
                 raise ValidationFailed(FieldError("hold_id", "either_or"))
             view, replay = await service.confirm(body.hold_id, booking_request, actor, key, render)
         else:
             service_ids = _service_ids(body.service_id, body.service_ids)
             start = parse_moment("start", body.start)
+            second_start = _second_start(body.series, body.second_start)
             await _limit_hold(request, principal, body.citizen)
             view, replay = await service.book(
-                service_ids, start, body.seats, booking_request, actor, key, render
-            )
+                service_ids, start, body.seats, booking_request, actor, key, render,
+                series=body.series, second_start=second_start,
+            )  # fmt: skip
         if replay is not None:
             return await _with_token(core, service, replay)  # type: ignore[return-value]
         assert view is not None

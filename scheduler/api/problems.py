@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import msgspec
@@ -151,6 +151,37 @@ TEXTS: dict[str, dict[str, tuple[str, str]]] = {
     },
 }
 
+WINDOW_DETAIL = {
+    "de": {
+        "between": "Buchungen für diese Aktion sind vom {opens_at} bis zum {closes_at} möglich.",
+        "from": "Buchungen für diese Aktion sind ab dem {opens_at} möglich.",
+    },
+    "en": {
+        "between": "This campaign can be booked from {opens_at} until {closes_at}.",
+        "from": "This campaign can be booked from {opens_at}.",
+    },
+}
+
+NOT_ELIGIBLE_DETAIL = {
+    "de": {
+        "too_young": (
+            "Diese Aktion ist für Menschen ab {min_age} Jahren. Am Tag des Termins ist die Person "
+            "noch nicht {min_age} Jahre alt; möglich sind Termine ab dem {eligible_from}."
+        ),
+        "not_resident": (
+            "Diese Aktion ist nur für Einwohnerinnen und Einwohner mit der Postleitzahl "
+            "{postcodes}."
+        ),
+    },
+    "en": {
+        "too_young": (
+            "This campaign is for people aged {min_age} and over. On the day of the appointment "
+            "the person is not yet {min_age}; appointments from {eligible_from} are possible."
+        ),
+        "not_resident": "This campaign is only for residents with the postcode {postcodes}.",
+    },
+}
+
 NOT_FOUND_DETAIL = {
     "de": {
         "service": "Die Leistung „{ident}“ gibt es nicht.",
@@ -213,6 +244,12 @@ FIELD_MESSAGES = {
         "not_today": "Der Termin ist nicht heute.",
         "day_over": "Der Tag des Termins ist vorbei.",
         "in_past": "Dieser Slot ist schon vorbei.",
+        "one_campaign": "Die Leistungen gehören zu verschiedenen Aktionen.",
+        "no_series": "Eine Terminserie gibt es nur für die Erstimpfung einer Aktion.",
+        "series_only": "Ein zweiter Termin gehört nur zu einer Terminserie (series).",
+        "series_one_seat": "Eine Terminserie ist für genau eine Person.",
+        "second_dose_interval": "Der zweite Termin liegt {min} bis {max} Tage nach dem ersten.",
+        "series_move": "Eine Terminserie lässt sich nicht verschieben; bitte neu buchen.",
     },
     "en": {
         "required": "This field is required.",
@@ -250,6 +287,12 @@ FIELD_MESSAGES = {
         "not_today": "The appointment is not today.",
         "day_over": "The day of the appointment is over.",
         "in_past": "This slot is over.",
+        "one_campaign": "The services belong to different campaigns.",
+        "no_series": "Only a campaign's first dose can be booked as a series.",
+        "series_only": "A second appointment belongs to a series (series) only.",
+        "series_one_seat": "A series is for exactly one person.",
+        "second_dose_interval": "The second appointment is {min} to {max} days after the first.",
+        "series_move": "A series cannot be moved; please cancel it and book again.",
     },
 }
 
@@ -322,13 +365,59 @@ def domain_error_response(request: Request[Any, Any, Any], exc: e.DomainError) -
         detail = _format(template, params) if template else None
         return problem(exc.code, lang, detail=detail)
     if isinstance(exc, e.WindowClosed):
-        opens = params.get("opens_at")
-        extra = {"opens_at": opens.isoformat() if isinstance(opens, datetime) else None}
-        return problem(exc.code, lang, params=params, extra=extra)
+        return _window_closed(exc, lang)
+    if isinstance(exc, e.NotEligible):
+        return _not_eligible(exc, lang)
     if isinstance(exc, (e.ReservationUnavailable, e.RateLimited)):
         retry = str(params.get("retry_after", 2))
         return problem(exc.code, lang, params=params, headers={"Retry-After": retry})
     return problem(exc.code, lang, params=params)
+
+
+def _iso(value: Any) -> str | None:
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="seconds")
+    return value.isoformat() if isinstance(value, date) else None
+
+
+def _spoken_moment(value: datetime, lang: str) -> str:
+    if lang == "de":
+        return f"{value:%d.%m.%Y} um {value:%H:%M} Uhr"
+    return f"{value:%Y-%m-%d} at {value:%H:%M}"
+
+
+def _window_closed(exc: e.WindowClosed, lang: str) -> Response[bytes]:
+    """When booking is possible (before and after the window alike), in the location's zone as
+    the core gives the moments."""
+    opens, closes = exc.params.get("opens_at"), exc.params.get("closes_at")
+    detail = None
+    if isinstance(opens, datetime):
+        texts = WINDOW_DETAIL[lang]
+        if isinstance(closes, datetime):
+            detail = texts["between"].format(
+                opens_at=_spoken_moment(opens, lang), closes_at=_spoken_moment(closes, lang)
+            )
+        else:
+            detail = texts["from"].format(opens_at=_spoken_moment(opens, lang))
+    extra = {"opens_at": _iso(opens), "closes_at": _iso(closes)}
+    return problem(exc.code, lang, detail=detail, extra=extra)
+
+
+def _not_eligible(exc: e.NotEligible, lang: str) -> Response[bytes]:
+    """A sentence an agent can read out, and the reason with its facts for programs."""
+    params = dict(exc.params)
+    reason = str(params.get("reason", ""))
+    spoken = dict(params)
+    when = params.get("eligible_from")
+    if isinstance(when, date):
+        spoken["eligible_from"] = f"{when:%d.%m.%Y}" if lang == "de" else when.isoformat()
+    template = NOT_ELIGIBLE_DETAIL[lang].get(reason)
+    detail = _format(template, spoken) if template else None
+    extra: dict[str, Any] = {"reason": reason}
+    for name, value in params.items():
+        if name != "reason":
+            extra[name] = _iso(value) or value
+    return problem(exc.code, lang, detail=detail, extra=extra)
 
 
 def http_error_response(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:

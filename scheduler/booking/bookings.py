@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import selectinload
 
-from scheduler.booking import codes, outbox, pgfast
+from scheduler.booking import campaigns, codes, outbox, pgfast
 from scheduler.booking import idempotency as idem
 from scheduler.booking import models as m
 from scheduler.booking.addresses import addr_spec
@@ -36,7 +36,16 @@ from scheduler.booking.errors import (
     SlotFull,
     ValidationFailed,
 )
-from scheduler.booking.holds import CellRef, Hold, Reservations, plan_visit
+from scheduler.booking.holds import (
+    MAX_SECOND_OPTIONS,
+    CellRef,
+    Hold,
+    Reservations,
+    Visit,
+    appointments_of,
+    plan_visit,
+    with_second_dose,
+)
 
 ACTIVE = tuple(s.value for s in m.ACTIVE_STATUSES)
 
@@ -161,6 +170,11 @@ class BookingView:
 Render = Callable[[BookingView], bytes]
 
 
+def series_claim(campaign_id: str) -> str:
+    """The ``person_claims.service_id`` of a person's one series of a campaign."""
+    return f"campaign:{campaign_id}"[:64]
+
+
 def validate_request(request: BookingRequest) -> None:
     errors = []
     citizen = request.citizen
@@ -224,12 +238,123 @@ class BookingService:
 
     # -- holds ------------------------------------------------------------------------------
 
-    async def hold(self, service_ids: list[str], start: datetime, seats: int, channel: str) -> Hold:
+    async def hold(
+        self,
+        service_ids: list[str],
+        start: datetime,
+        seats: int,
+        channel: str,
+        *,
+        citizen: Person | None = None,
+        series: bool = False,
+        second_start: datetime | None = None,
+    ) -> Hold:
+        """Hold a visit; a campaign's service needs ``citizen`` (eligibility and window are
+        checked). ``series``: the campaign's first dose with a second dose at ``second_start``,
+        or else at the earliest start of the dose interval with room, in one hold."""
         now = self.now()
-        visit = plan_visit(self.catalog, service_ids, start, seats, now, channel=channel)
+        visit = await self.plan(
+            service_ids, start, seats, channel, now,
+            citizen=citizen, series=series, second_start=second_start,
+        )  # fmt: skip
         return await self.reservations.hold(
             visit, channel, now, self.core.hold_seconds, claimed=False
         )
+
+    async def plan(
+        self,
+        service_ids: list[str],
+        start: datetime,
+        seats: int,
+        channel: str,
+        now: datetime,
+        *,
+        citizen: Person | None = None,
+        series: bool = False,
+        second_start: datetime | None = None,
+    ) -> Visit:
+        """The visit to hold, after the campaign's checks (window, eligibility, series)."""
+        catalog = self.catalog
+        visit = plan_visit(catalog, service_ids, start, seats, now, channel=channel)
+        campaign = campaigns.campaign_of(catalog, service_ids)
+        if campaign is None:
+            if series or second_start is not None:
+                raise ValidationFailed(FieldError("series", "no_series"))
+            return visit
+        tz = catalog.locations[visit.location_id].tz
+        campaigns.check_window(campaign, now, tz)
+        first_day = visit.start.astimezone(tz).date()
+        campaigns.check_person(campaign, citizen, first_day)
+        if not series:
+            if second_start is not None:
+                raise ValidationFailed(FieldError("second_start", "series_only"))
+            return visit
+        second_id = campaign.second_service_id
+        if second_id is None or service_ids != [campaign.first_service_id]:
+            raise ValidationFailed(FieldError("series", "no_series"))
+        if seats != 1:
+            raise ValidationFailed(FieldError("seats", "series_one_seat"))
+        assert citizen is not None
+        await self._check_series_free(campaign.id, citizen)
+        low, high = campaigns.second_dose_days(campaign, first_day)
+        if second_start is not None:
+            if not low <= second_start.astimezone(tz).date() <= high:
+                raise ValidationFailed(
+                    FieldError(
+                        "second_start", "second_dose_interval",
+                        min=campaign.second_dose_min_days, max=campaign.second_dose_max_days,
+                    )
+                )  # fmt: skip
+            second = plan_visit(catalog, [second_id], second_start, seats, now, channel=channel)
+            return with_second_dose(visit, [second], second_id, exact=True)
+        # the earliest second start with room, as ordered options of one group: the script
+        # takes the first that still fits when it runs
+        _, free = await self.core.free_starts(second_id, low, high, now, channel=channel)
+        candidates: list[Visit] = []
+        for moment, _end, left in free:
+            if left < seats:
+                continue
+            try:
+                candidates.append(
+                    plan_visit(catalog, [second_id], moment, seats, now, channel=channel)
+                )
+            except ValidationFailed:
+                continue
+            if len(candidates) == MAX_SECOND_OPTIONS:
+                break
+        if not candidates:
+            raise SlotFull()
+        return with_second_dose(visit, candidates, second_id, exact=False)
+
+    async def _check_series_free(self, campaign_id: str, citizen: Person) -> None:
+        """A person has one series per campaign: refuse the hold early (the person claims at
+        confirm are what enforce it)."""
+        keys = codes.person_keys(
+            self.core.secret_key, email=citizen.email, phone=citizen.phone, name=citizen.name,
+            birth_date=citizen.birth_date,
+        )  # fmt: skip
+        async with self.core.sessions() as session:
+            taken = await session.scalar(
+                select(m.PersonClaim.booking_id)
+                .where(
+                    m.PersonClaim.service_id == series_claim(campaign_id),
+                    m.PersonClaim.person_key.in_(keys),
+                )
+                .limit(1)
+            )
+        if taken is not None:
+            raise LimitReached()
+
+    def _recheck(self, hold: Hold, request: BookingRequest) -> None:
+        """At confirm: the campaign's window and the citizen's eligibility, again."""
+        payload = hold.payload
+        campaign = campaigns.campaign_of(self.catalog, payload.service_ids)
+        if campaign is None:
+            return
+        tz = self.catalog.locations[payload.location_id].tz
+        campaigns.check_window(campaign, self.now(), tz)
+        start = datetime.fromtimestamp(payload.start_ms / 1000, UTC)
+        campaigns.check_person(campaign, request.citizen, start.astimezone(tz).date())
 
     async def release(self, hold_id: str) -> None:
         if not await self.reservations.release(hold_id):
@@ -251,9 +376,13 @@ class BookingService:
         if key is not None and (replay := await self._replay(key)) is not None:
             return None, replay
         hold = await self.reservations.claim(hold_id, self.now())
-        if hold.payload.channel != request.channel:
+        try:
+            if hold.payload.channel != request.channel:
+                raise ValidationFailed(FieldError("channel", "channel_mismatch"))
+            self._recheck(hold, request)
+        except BaseException:
             await self.reservations.unclaim(hold)
-            raise ValidationFailed(FieldError("channel", "channel_mismatch"))
+            raise
         return await self._commit_new(hold, request, actor, key, render)
 
     async def book(
@@ -265,13 +394,19 @@ class BookingService:
         actor: Actor,
         key: idem.IdempotencyKey | None,
         render: Render,
+        *,
+        series: bool = False,
+        second_start: datetime | None = None,
     ) -> tuple[BookingView | None, idem.Replay | None]:
         """Hold and confirm in one step."""
         validate_request(request)
         if key is not None and (replay := await self._replay(key)) is not None:
             return None, replay
         now = self.now()
-        visit = plan_visit(self.catalog, service_ids, start, seats, now, channel=request.channel)
+        visit = await self.plan(
+            service_ids, start, seats, request.channel, now,
+            citizen=request.citizen, series=series, second_start=second_start,
+        )  # fmt: skip
         hold = await self.reservations.hold(
             visit, request.channel, now, self.core.hold_seconds, claimed=True
         )
@@ -325,9 +460,12 @@ class BookingService:
         catalog = self.catalog
         now = self.now()
         payload = hold.payload
-        start = datetime.fromtimestamp(payload.start_ms / 1000, UTC)
+        planned = appointments_of(catalog, payload, hold.cells)
+        # the booking's start and end are its first visit's (messages, feeds); the appointments
+        # carry every visit
+        start, end = planned[0].start, planned[0].end
+        all_service_ids = [s for a in planned for s in a.service_ids]
         services = [catalog.services[s] for s in payload.service_ids]
-        end = start + timedelta(minutes=sum(s.duration_minutes for s in services))
         citizen, contact = request.citizen, request.contact
         who = contact or citizen
         secret = self.core.secret_key
@@ -337,7 +475,6 @@ class BookingService:
         )  # fmt: skip
         booking_id = uuid.uuid4().hex
         reference = codes.new_reference()
-        calendar_ids = sorted({c.calendar_id for c in hold.cells})
         booking_row = dict(
             id=booking_id,
             reference=reference,
@@ -369,21 +506,27 @@ class BookingService:
             pending_until=None,
             erased_at=None,
         )
-        appointment_row = dict(
-            booking_id=booking_id,
-            position=0,
-            service_ids=list(payload.service_ids),
-            starts_at=start,
-            ends_at=end,
-            calendar_ids=calendar_ids,
-        )
+        appointment_rows = [
+            dict(
+                booking_id=booking_id,
+                position=position,
+                service_ids=list(a.service_ids),
+                starts_at=a.start,
+                ends_at=a.end,
+                calendar_ids=a.calendar_ids,
+            )
+            for position, a in enumerate(planned)
+        ]
+        details: dict[str, Any] = {"channel": request.channel, "services": all_service_ids}
+        if payload.second_service_id is not None:
+            details["series"] = True
         audit_row = dict(
             at=now,
             actor=actor.name,
             action="booking.create",
             booking_id=booking_id,
             request_id=actor.request_id,
-            details={"channel": request.channel, "services": list(payload.service_ids)},
+            details=details,
         )
         view = BookingView(
             id=booking_id,
@@ -393,7 +536,9 @@ class BookingService:
             location_id=payload.location_id,
             start=start,
             end=end,
-            appointments=[AppointmentView(list(payload.service_ids), start, end, calendar_ids)],
+            appointments=[
+                AppointmentView(a.service_ids, a.start, a.end, a.calendar_ids) for a in planned
+            ],
             citizen=citizen,
             contact=contact,
             language=request.language,
@@ -405,11 +550,20 @@ class BookingService:
         body = render(view) if key is not None else None
         hours = tuple(sorted({h for s in services for h in s.reminder_hours}))
         messages = outbox.for_new_booking(booking_id, start, hours, now, self.host)
+        series_of = None
+        if payload.second_service_id is not None:
+            # a series: reminders before the second visit as well; one series per person
+            second = catalog.services[payload.second_service_id]
+            messages += outbox.reminders(
+                booking_id, planned[1].start, second.reminder_hours, now, self.host
+            )
+            series_of = second.campaign_id
         simple_limits = all(s.max_active_per_person == 1 for s in services)
-        if self.core.engine.dialect.name == "postgresql" and simple_limits:
+        if self.core.engine.dialect.name == "postgresql" and simple_limits and not series_of:
+            # (the one-statement path writes one appointment: a series takes the generic one)
             claims = [(sid, pk) for sid in payload.service_ids for pk in person_keys]
             await pgfast.insert_booking(
-                self.core.engine, booking_row, appointment_row, audit_row, hold.cells, claims,
+                self.core.engine, booking_row, appointment_rows[0], audit_row, hold.cells, claims,
                 messages, (key, body, now) if key is not None and body is not None else None,
                 guarded=not self.unsafe_no_guard,
             )  # fmt: skip
@@ -417,8 +571,17 @@ class BookingService:
         async with self.core.engine.begin() as session:
             slot_ids = await self._take_seats(session, hold.cells)
             await session.execute(INSERT_BOOKING, booking_row)
-            await self._claim_person(session, booking_id, payload.service_ids, person_keys)
-            await session.execute(INSERT_APPOINTMENT, appointment_row)
+            await self._claim_person(session, booking_id, all_service_ids, person_keys)
+            if series_of is not None:
+                await session.execute(
+                    INSERT_CLAIM,
+                    [
+                        {"service_id": series_claim(series_of), "person_key": pk, "n": 1,
+                         "booking_id": booking_id}
+                        for pk in person_keys
+                    ],
+                )  # fmt: skip
+            await session.execute(INSERT_APPOINTMENT, appointment_rows)
             await session.execute(
                 INSERT_BOOKING_SLOT,
                 [{"booking_id": booking_id, "slot_id": sid, "seats": s} for sid, s in slot_ids],
@@ -599,6 +762,9 @@ class BookingService:
             ):
                 raise ValidationFailed(FieldError("reference", "not_active"))
             await self._check_inside(session, booking_id, only_inside)
+            if len(booking.appointments) > 1 or payload.second_service_id is not None:
+                # a series moves as a whole or not at all; moving both doses is not built yet
+                raise ValidationFailed(FieldError("reference", "series_move"))
             old_services = [s for a in booking.appointments for s in a.service_ids]
             if sorted(old_services) != sorted(payload.service_ids):
                 raise ValidationFailed(FieldError("hold_id", "other_services"))

@@ -14,6 +14,8 @@ hash tag of their keys.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import itertools
 import random
 import secrets
 from collections.abc import Callable
@@ -36,9 +38,10 @@ from scheduler.booking.errors import (
     SlotFull,
     ValidationFailed,
 )
-from scheduler.calendar.grid import cell_index
+from scheduler.calendar.grid import cell_index, local_midnight
 
 SWEEP_LIMIT = 20
+MAX_SECOND_OPTIONS = 200  # second-dose options one series hold offers the script
 CONFIRMED_KEEP_MS = 3_600_000  # a confirmed hold's record outlives any reconcile that missed it
 
 
@@ -88,6 +91,9 @@ class Visit:
     groups: tuple[tuple[tuple[CellRef, ...], ...], ...]  # per pool: options of cells
     # (calendar, day) of the options whose seats also count against the online budget
     budgeted: frozenset[tuple[str, date]] = frozenset()
+    # a series: the second-dose service, whose groups follow the first visit's (see
+    # ``with_second_dose``)
+    second_service_id: str | None = None
 
 
 class HoldPayload(msgspec.Struct, array_like=True):
@@ -96,6 +102,55 @@ class HoldPayload(msgspec.Struct, array_like=True):
     start_ms: int
     seats: int
     channel: str
+    # a vaccination series: the second-dose service, whose visit is the hold's cells on a later
+    # local day (its start is read from them, see ``appointments_of``). Absent in older holds.
+    second_service_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedAppointment:
+    """One visit of a hold: its services back to back from ``start``, and its calendars."""
+
+    service_ids: list[str]
+    start: datetime
+    end: datetime
+    calendar_ids: list[str]
+
+
+def cell_start(catalog: Catalog, location_id: str, c: CellRef) -> datetime:
+    """The UTC start of a cell (cells count real slot lengths from local midnight)."""
+    tz = catalog.locations[location_id].tz
+    minutes = catalog.calendars[c.calendar_id].slot_minutes
+    return local_midnight(c.day, tz) + timedelta(minutes=c.cell * minutes)
+
+
+def appointments_of(
+    catalog: Catalog, payload: HoldPayload, cells: list[CellRef]
+) -> list[PlannedAppointment]:
+    """The visits a hold is for: one, or two for a series (the second-dose visit is made of
+    the cells on other local days than the first visit's; it starts at the earliest)."""
+    tz = catalog.locations[payload.location_id].tz
+    start = datetime.fromtimestamp(payload.start_ms / 1000, UTC)
+    first_day = start.astimezone(tz).date()
+    minutes = sum(catalog.services[s].duration_minutes for s in payload.service_ids)
+    mine = [c for c in cells if payload.second_service_id is None or c.day == first_day]
+    out = [
+        PlannedAppointment(
+            list(payload.service_ids), start, start + timedelta(minutes=minutes),
+            sorted({c.calendar_id for c in mine}),
+        )
+    ]  # fmt: skip
+    if payload.second_service_id is not None:
+        rest = [c for c in cells if c.day != first_day]
+        second = min(cell_start(catalog, payload.location_id, c) for c in rest)
+        duration = catalog.services[payload.second_service_id].duration_minutes
+        out.append(
+            PlannedAppointment(
+                [payload.second_service_id], second, second + timedelta(minutes=duration),
+                sorted({c.calendar_id for c in rest}),
+            )
+        )  # fmt: skip
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +262,36 @@ def plan_visit(
     )  # fmt: skip
 
 
+def with_second_dose(
+    first: Visit, seconds: list[Visit], second_service_id: str, *, exact: bool
+) -> Visit:
+    """A series: the first visit's groups, then the second dose's. ``exact``: ``seconds`` is the
+    one visit at the requested second start (its pools stay groups of their own). Otherwise
+    ``seconds`` are the candidate visits, earliest first, and become the options of one group
+    (per candidate, one option per combination of its pools' calendars, at most
+    ``MAX_SECOND_OPTIONS`` in all), so the HOLD script takes the earliest that still fits."""
+    budgeted = set(first.budgeted)
+    for visit in seconds:
+        budgeted |= visit.budgeted
+    if exact:
+        groups = first.groups + seconds[0].groups
+    else:
+        options: list[tuple[CellRef, ...]] = []
+        for visit in seconds:
+            for combination in itertools.product(*visit.groups):
+                options.append(tuple(c for cells in combination for c in cells))
+                if len(options) == MAX_SECOND_OPTIONS:
+                    break
+            if len(options) == MAX_SECOND_OPTIONS:
+                break
+        if not options:
+            raise SlotFull()
+        groups = (*first.groups, tuple(options))
+    return dataclasses.replace(
+        first, groups=groups, budgeted=frozenset(budgeted), second_service_id=second_service_id
+    )
+
+
 class Reservations:
     """The Redis side of holds: take, claim for confirming, confirm, release, free, sweep."""
 
@@ -249,6 +334,7 @@ class Reservations:
             int(visit.start.timestamp() * 1000),
             visit.seats,
             channel,
+            visit.second_service_id,
         )
         args: list[Any] = [
             visit.location_id,

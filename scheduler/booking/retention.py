@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from scheduler.booking import codes
@@ -50,12 +50,19 @@ async def _erase(session: AsyncSession, booking_ids: list[str], now: datetime) -
 
 
 async def erase_expired(session: AsyncSession, now: datetime, retention_days: int) -> int:
-    """Erase every booking whose appointment ended more than ``retention_days`` ago."""
+    """Erase every booking whose appointments ended more than ``retention_days`` ago."""
     cutoff = now - timedelta(days=retention_days)
     ids = list(
         await session.scalars(
             select(m.Booking.id)
-            .where(m.Booking.ends_at < cutoff, m.Booking.erased_at.is_(None))
+            .where(
+                m.Booking.ends_at < cutoff,
+                m.Booking.erased_at.is_(None),
+                # a series is kept until its last appointment is over too
+                ~exists().where(
+                    m.Appointment.booking_id == m.Booking.id, m.Appointment.ends_at >= cutoff
+                ),
+            )
             .limit(5000)
         )
     )

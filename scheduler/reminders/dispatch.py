@@ -164,8 +164,10 @@ class Dispatcher:
         """Send one row's message; returns the row's outcome (see ``_FINISH``)."""
         now = self.core.clock.now()
         kind = Kind(row.kind)
+        visit = reminded(booking, row.due_at) if booking is not None else None
         if booking is None or (
-            kind is Kind.REMINDER and (booking.status not in ACTIVE or booking.starts_at <= now)
+            kind is Kind.REMINDER
+            and (booking.status not in ACTIVE or visit is None or visit.starts_at <= now)
         ):
             report.skipped += 1
             return _outcome(row, m.NotificationStatus.CANCELLED)
@@ -210,6 +212,7 @@ class Dispatcher:
         core = self.core
         catalog = core.catalog
         language = booking.language if booking.language in ("de", "en") else "de"
+        visit = reminded(booking, row.due_at) if kind is Kind.REMINDER else None
         service_ids = [s for a in booking.appointments for s in a.service_ids]
         services = [catalog.services[s] for s in service_ids if s in catalog.services]
         location = catalog.locations[booking.location_id]
@@ -229,8 +232,8 @@ class Dispatcher:
             attendee_name=booking.attendee_name or "",
             reference=f"{booking.reference[:4]}-{booking.reference[4:]}",
             services=[s.display_name(language) for s in services],
-            start=booking.starts_at,
-            end=booking.ends_at,
+            start=visit.starts_at if visit is not None else booking.starts_at,
+            end=visit.ends_at if visit is not None else booking.ends_at,
             tz=location.tz,
             place_name=location.name,
             place_address=location.address,
@@ -244,6 +247,13 @@ class Dispatcher:
             book_url=f"{core.base_url.rstrip('/')}/",
         )
         return render(data, now=core.clock.now())
+
+
+def reminded(booking: m.Booking, due_at: datetime) -> m.Appointment | None:
+    """The appointment a reminder due at ``due_at`` is for: the first one starting after it
+    (a series has a reminder before each of its two visits)."""
+    later = [a for a in booking.appointments if a.starts_at > due_at]
+    return min(later, key=lambda a: a.starts_at) if later else None
 
 
 # Outcomes and give-backs only touch a row still held by this claim: ``attempts`` identifies

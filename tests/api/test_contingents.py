@@ -14,11 +14,19 @@ from litestar.testing import AsyncTestClient
 from scheduler.booking.core import Core
 from scheduler.clock import ManualClock
 from tests.api.test_keys import assert_problem, bearer, make_key
-from tests.booking.test_contingents import CLERKS, FRIDAY, budgets, local, set_contingent
+from tests.booking.test_contingents import (
+    CLERKS,
+    ELDER,
+    FRIDAY,
+    budgets,
+    local,
+    set_contingent,
+)
 
 Client = AsyncTestClient[Litestar]
 MONDAY = date(2026, 11, 30)
 VACCINATION = "impfung-erstimpfung"
+ELDER_IN = {"name": "Erna Alt", "birth_date": "1940-01-01", "postcode": "39517"}
 
 
 async def slots(
@@ -36,9 +44,10 @@ async def slots(
 async def post_hold(
     client: Client, service: str, start: str, headers: dict[str, str] | None = None
 ) -> Any:
-    return await client.post(
-        "/api/v1/holds", json={"service_id": service, "start": start}, headers=headers or {}
-    )
+    body: dict[str, Any] = {"service_id": service, "start": start}
+    if service == VACCINATION:
+        body["citizen"] = ELDER_IN
+    return await client.post("/api/v1/holds", json=body, headers=headers or {})
 
 
 async def test_anonymous_callers_see_and_hold_only_the_online_share(
@@ -57,7 +66,7 @@ async def test_anonymous_callers_see_and_hold_only_the_online_share(
     starts = [local(MONDAY, 8) + timedelta(minutes=10 * n) for n in range(24)]
     starts += [local(MONDAY, 12, 30) + timedelta(minutes=10 * n) for n in range(33)]
     for start in starts[:43]:
-        await core.bookings.hold([VACCINATION], start, 1, "online")
+        await core.bookings.hold([VACCINATION], start, 1, "online", citizen=ELDER)
     assert sorted((await budgets(core, ["impflinie-1", "impflinie-2"], MONDAY)).values()) == [0, 1]
     # anonymous callers (asking first, so a cache without the channel would answer the agent
     # with this) see one online booking left at every start; agents and staff see every seat

@@ -50,6 +50,10 @@ def person(n: int, channel: str = "online") -> BookingRequest:
     return BookingRequest(Person(f"Person {n}", f"p{n}@example.org"), channel=channel)
 
 
+# someone the vaccination campaign takes (76 or older, a resident)
+ELDER = Person("Erna Alt", "erna@example.org", birth_date=date(1940, 1, 1), postcode="39517")
+
+
 def render(_: object) -> bytes:
     return b"{}"
 
@@ -217,7 +221,7 @@ async def test_the_online_view_is_limited_per_start(core: Core) -> None:
     first = local(MONDAY, 8)
     assert (await free(core, "impfung-erstimpfung", MONDAY, "phone"))[first] == 4
     assert (await free(core, "impfung-erstimpfung", MONDAY, "online"))[first] == 2
-    hold = await core.bookings.hold(["impfung-erstimpfung"], first, 1, "online")
+    hold = await core.bookings.hold(["impfung-erstimpfung"], first, 1, "online", citizen=ELDER)
     online = await free(core, "impfung-erstimpfung", MONDAY, "online")
     assert set(online.values()) == {1}  # the other line only, at every start
     assert len(online) == 57
@@ -316,7 +320,7 @@ async def test_a_reconcile_rebuilds_the_same_budgets(core: Core) -> None:
     await core.bookings.hold(["personalausweis-beantragen"], local(tuesday, 8), 1, "online")
     await core.bookings.hold(["hund-anmelden"], local(tuesday, 10), 1, "online")
     await core.bookings.hold(["hund-anmelden"], local(tuesday, 10), 1, "phone")
-    await core.bookings.hold(["impfung-erstimpfung"], local(MONDAY, 8), 2, "online")
+    await core.bookings.hold(["impfung-erstimpfung"], local(MONDAY, 8), 2, "online", citizen=ELDER)
     before = await online_keys(core)
     assert sum(before[k] for k in before if k.endswith(f"{MONDAY:%Y%m%d}")) == 3 + 22 + 20
     for key in before:
