@@ -25,7 +25,7 @@ from scheduler.booking import models as m
 from scheduler.booking.closures import import_closures
 from scheduler.booking.core import Core
 from scheduler.booking.errors import NotFound
-from scheduler.booking.events import booking_event, feed_event
+from scheduler.booking.events import booking_events, feed_event
 from scheduler.calendar.ical import booking_ics, calendar_document, render_event
 
 log = logging.getLogger("scheduler.api.calendars")
@@ -160,11 +160,11 @@ class CalendarFilesController(Controller):
         core = _core(request)
         booking = await authorized_booking(request, reference, query_token=token)
         service = request.app.state.bookings
-        event = booking_event(
+        events = booking_events(
             core.catalog, booking, core.base_url, service.token_for(booking), booking.language
         )
         tz = core.catalog.locations[booking.location_id].tz
-        body = booking_ics(event, tz, booking.updated_at)
+        body = booking_ics(events, tz, booking.updated_at)
         name = f"termin-{booking.reference}.ics"
         headers = {**PRIVATE, "Content-Disposition": f'attachment; filename="{name}"'}
         return Response(body, media_type=ICS, headers=headers)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from urllib.parse import quote, urlsplit
 
 from scheduler.booking import codes
@@ -31,11 +32,42 @@ def _place(catalog: Catalog, location_id: str) -> str:
     return f"{location.name}, {location.address}" if location else ""
 
 
-def booking_event(
+def booking_events(
     catalog: Catalog, booking: m.Booking, base_url: str, token: str, language: str
+) -> list[EventData]:
+    """The citizen's events: one per appointment (a vaccination series has two). The first
+    keeps the booking's UID; a later one gets ``<booking>-<n>``, so calendar apps update each."""
+    appointments = sorted(booking.appointments, key=lambda a: a.position)
+    if len(appointments) < 2:
+        return [booking_event(catalog, booking, base_url, token, language)]
+    events = []
+    for n, appointment in enumerate(appointments):
+        event = booking_event(
+            catalog, booking, base_url, token, language, service_ids=appointment.service_ids
+        )
+        events.append(
+            dataclasses.replace(
+                event,
+                uid=event.uid if n == 0 else f"{booking.id}-{n}@{uid_host(base_url)}",
+                start=appointment.starts_at,
+                end=appointment.ends_at,
+            )
+        )
+    return events
+
+
+def booking_event(
+    catalog: Catalog,
+    booking: m.Booking,
+    base_url: str,
+    token: str,
+    language: str,
+    *,
+    service_ids: list[str] | None = None,
 ) -> EventData:
     """The citizen's event: services, place, what to bring, the manage link."""
-    service_ids = [s for a in booking.appointments for s in a.service_ids]
+    if service_ids is None:
+        service_ids = [s for a in booking.appointments for s in a.service_ids]
     services = [catalog.services[s] for s in service_ids if s in catalog.services]
     names = [s.display_name(language) for s in services]
     link = manage_url(base_url, booking.reference, token)

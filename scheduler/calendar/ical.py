@@ -234,10 +234,16 @@ def calendar_document(
 
 
 def booking_ics(
-    event: EventData, tz: ZoneInfo, stamp: datetime, *, method: str | None = None
+    events: EventData | Sequence[EventData],
+    tz: ZoneInfo,
+    stamp: datetime,
+    *,
+    method: str | None = None,
 ) -> bytes:
-    """A calendar file holding one booking, e.g. for download or as an e-mail attachment."""
-    return calendar_document([render_event(event, tz, stamp)], tz, method=method)
+    """A calendar file holding one booking (its event, or one per appointment), e.g. for
+    download or as an e-mail attachment."""
+    listed = [events] if isinstance(events, EventData) else list(events)
+    return calendar_document([render_event(e, tz, stamp) for e in listed], tz, method=method)
 
 
 # --------------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import selectinload
 
 from scheduler.booking import models as m
-from scheduler.booking.events import booking_event, manage_url
+from scheduler.booking.events import booking_events, manage_url
 from scheduler.calendar.ical import booking_ics
 from scheduler.reminders.mailer import Mailer, SendError, SmtpMailer
 from scheduler.reminders.messages import Kind, MessageData, render
@@ -213,13 +213,24 @@ class Dispatcher:
         catalog = core.catalog
         language = booking.language if booking.language in ("de", "en") else "de"
         visit = reminded(booking, row.due_at) if kind is Kind.REMINDER else None
+        appointments = sorted(booking.appointments, key=lambda a: a.position)
+        # a reminder is about its visit; other messages about the first, listing the others
+        main = visit or (appointments[0] if appointments else None)
+        others = [] if visit is not None else appointments[1:]
         service_ids = [s for a in booking.appointments for s in a.service_ids]
         services = [catalog.services[s] for s in service_ids if s in catalog.services]
+        main_ids = list(main.service_ids) if main is not None else service_ids
         location = catalog.locations[booking.location_id]
         token = core.bookings.token_for(booking)
-        event = booking_event(catalog, booking, core.base_url, token, language)
+        events = booking_events(catalog, booking, core.base_url, token, language)
         method = "CANCEL" if kind is Kind.CANCELLATION else "REQUEST"
-        ics = booking_ics(event, location.tz, booking.updated_at, method=method)
+        ics = booking_ics(events, location.tz, booking.updated_at, method=method)
+
+        def names(ids: list[str]) -> list[str]:
+            return [
+                catalog.services[s].display_name(language) for s in ids if s in catalog.services
+            ]
+
         bring = [
             (s.description_en or s.description) if language == "en" else s.description
             for s in services
@@ -231,7 +242,8 @@ class Dispatcher:
             to_email=booking.contact_email or "",
             attendee_name=booking.attendee_name or "",
             reference=f"{booking.reference[:4]}-{booking.reference[4:]}",
-            services=[s.display_name(language) for s in services],
+            services=names(main_ids),
+            also=tuple((", ".join(names(a.service_ids)), a.starts_at, a.ends_at) for a in others),
             start=visit.starts_at if visit is not None else booking.starts_at,
             end=visit.ends_at if visit is not None else booking.ends_at,
             tz=location.tz,

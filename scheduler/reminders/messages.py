@@ -19,6 +19,7 @@ headers (a name with a line break must not add a header).
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
 import html
 import re
@@ -67,6 +68,8 @@ class MessageData:
     previous_start: datetime | None = None  # RESCHEDULE: the old time
     respond_by: datetime | None = None  # WAITLIST_OFFER: the offer lapses at this moment
     book_url: str | None = None  # CANCELLATION: where to book a new appointment
+    # further appointments of the booking (a vaccination's second dose): (services, start, end)
+    also: tuple[tuple[str, datetime, datetime], ...] = ()
 
 
 WEEKDAYS = {
@@ -140,6 +143,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "label.when.cancellation": "Abgesagter Termin",
         "label.previous": "Bisheriger Termin",
         "label.services": "Anliegen",
+        "label.also": "Weiterer Termin",
         "label.attendee": "Für",
         "label.place": "Ort",
         "label.reference": "Buchungscode",
@@ -191,6 +195,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "label.when.cancellation": "Cancelled appointment",
         "label.previous": "Previous time",
         "label.services": "Service",
+        "label.also": "Further appointment",
         "label.attendee": "For",
         "label.place": "Where",
         "label.reference": "Booking code",
@@ -322,6 +327,9 @@ def _content(data: MessageData) -> _Content:
     if kind is Kind.RESCHEDULE and data.previous_start is not None:
         details.append((t["label.previous"], format_when(data.previous_start, data.tz, lang)))
     details.append((t["label.services"], services))
+    for names, start, end in data.also:
+        span = _span(dataclasses.replace(data, start=start, end=end), lang)
+        details.append((t["label.also"], f"{_one_line(names)}: {span}"))
     if for_attendee:
         details.append((t["label.attendee"], attendee))
     place = ", ".join(p for p in (_one_line(data.place_name), _one_line(data.place_address)) if p)
