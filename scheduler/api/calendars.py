@@ -25,7 +25,7 @@ from scheduler.booking import models as m
 from scheduler.booking.closures import import_closures
 from scheduler.booking.core import Core
 from scheduler.booking.errors import NotFound
-from scheduler.booking.events import booking_events, feed_event
+from scheduler.booking.events import booking_events, feed_events
 from scheduler.calendar.ical import booking_ics, calendar_document, render_event
 
 log = logging.getLogger("scheduler.api.calendars")
@@ -254,8 +254,10 @@ async def _build_feed(
     for row in rows:
         text = row.rendered
         if text is None:
-            event = feed_event(core.catalog, row, location.id, privacy, core.base_url)
-            text = render_event(event, location.tz, row.updated_at)
+            events = feed_events(
+                core.catalog, row, location.id, privacy, core.base_url, calendar_id
+            )
+            text = b"".join(render_event(e, location.tz, row.updated_at) for e in events)
             fresh.append((row.id, row.sequence, text))
         known[row.id] = text
         cache.events[(row.id, calendar_id, privacy)] = (row.sequence, text)

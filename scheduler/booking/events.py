@@ -94,6 +94,36 @@ def booking_event(
     )
 
 
+def feed_events(
+    catalog: Catalog,
+    booking: FeedBooking,
+    location_id: str,
+    privacy: str,
+    base_url: str,
+    calendar_id: str,
+) -> list[EventData]:
+    """A staff feed's events of one booking: one per appointment on this calendar (a series
+    has two, with the UIDs of the citizen's .ics)."""
+    event = feed_event(catalog, booking, location_id, privacy, base_url)
+    if len(booking.visits) < 2:
+        return [event]
+    events = []
+    for n, (service_ids, start, end, calendar_ids) in enumerate(booking.visits):
+        if calendar_id not in calendar_ids:
+            continue
+        names = [catalog.services[s].name for s in service_ids if s in catalog.services]
+        events.append(
+            dataclasses.replace(
+                event,
+                uid=event.uid if n == 0 else f"{booking.id}-{n}@{uid_host(base_url)}",
+                start=start,
+                end=end,
+                summary=summary_for(names, booking.attendee_name, privacy),
+            )
+        )
+    return events or [event]
+
+
 def feed_event(
     catalog: Catalog, booking: FeedBooking, location_id: str, privacy: str, base_url: str
 ) -> EventData:

@@ -6,6 +6,7 @@ SHA-256 is stored. A wrong or revoked token is "not found", exactly like an unkn
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import secrets
@@ -110,6 +111,8 @@ class FeedBooking:
     attendee_name: str | None
     service_ids: list[str]
     rendered: bytes | None  # the cached VEVENT text, if it matches this sequence and privacy
+    # every appointment: (service ids, start, end, calendar ids); a series has two
+    visits: tuple[tuple[list[str], datetime, datetime, list[str]], ...] = ()
 
 
 async def feed_index(
@@ -153,6 +156,9 @@ async def feed_bookings(
             m.Appointment.service_ids,
             m.RenderedEvent.sequence,
             m.RenderedEvent.body,
+            m.Appointment.starts_at,
+            m.Appointment.ends_at,
+            m.Appointment.calendar_ids,
         )
         .join(m.Appointment, m.Appointment.booking_id == m.Booking.id)
         .outerjoin(
@@ -162,15 +168,20 @@ async def feed_bookings(
             & (m.RenderedEvent.privacy == privacy),
         )
         .where(*_of_calendar(calendar_id, first, last))
-        .order_by(m.Booking.starts_at, m.Booking.id)
+        .order_by(m.Booking.starts_at, m.Booking.id, m.Appointment.position)
     )
     if only is not None:
         query = query.where(m.Booking.id.in_(only))
-    out = []
+    out: dict[str, FeedBooking] = {}
     for row in await session.execute(query):
+        visit = (list(row[8]), row[11], row[12], list(row[13]))
+        known = out.get(row[0])
+        if known is not None:  # a later appointment of the same booking
+            out[row[0]] = dataclasses.replace(known, visits=(*known.visits, visit))
+            continue
         rendered = row[10] if row[9] == row[6] else None
-        out.append(FeedBooking(*row[:8], list(row[8]), rendered))  # type: ignore[arg-type]
-    return out
+        out[row[0]] = FeedBooking(*row[:8], list(row[8]), rendered, (visit,))  # type: ignore[arg-type]
+    return list(out.values())
 
 
 async def keep_rendered(

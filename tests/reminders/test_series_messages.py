@@ -7,6 +7,7 @@ import email
 import email.policy
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import icalendar
@@ -65,3 +66,30 @@ async def test_the_confirmation_names_both_doses_and_the_ics_holds_both(
         for r in collector.received[1:]
     ]
     assert any("Zweitimpfung am Montag, 21. Dezember" in s for s in subjects)
+
+
+async def test_a_staff_feed_shows_both_doses_of_a_series(core: Core, client: Any) -> None:
+    from tests.api.test_keys import bearer, make_key
+
+    elder = Person("Hildegard Krause", "h.krause@example.org", birth_date=date(1941, 5, 17),
+                   postcode="39517")  # fmt: skip
+    hold = await core.bookings.hold(
+        ["impfung-erstimpfung"], START, 1, "phone", citizen=elder, series=True, second_start=SECOND
+    )
+    view, _ = await core.bookings.confirm(
+        hold.hold_id, BookingRequest(elder, channel="phone"), Actor(), None, lambda _: b"{}"
+    )
+    assert view is not None
+    admin = bearer(await make_key(core, "admin"))
+    for calendar in {c for a in view.appointments for c in a.calendar_ids}:
+        created = await client.post("/api/v1/feeds", json={"calendar_id": calendar}, headers=admin)
+        token = created.json()["token"]
+        for _ in range(2):  # rendered, then from the stored events
+            feed = await client.get(
+                f"/api/v1/calendars/{calendar}/feed.ics", params={"token": token}
+            )
+            assert feed.status_code == 200
+            events = icalendar.Calendar.from_ical(feed.content).events
+            mine = [a for a in view.appointments if calendar in a.calendar_ids]
+            assert sorted(e.decoded("dtstart") for e in events) == sorted(a.start for a in mine)
+            assert len({str(e["uid"]) for e in events}) == len(mine)
