@@ -32,6 +32,7 @@ from scheduler.api.pages import ManagePageController
 from scheduler.api.problems import EXCEPTION_HANDLERS
 from scheduler.api.staff import AgendaController, AttendanceController
 from scheduler.api.stats import StatsController
+from scheduler.api.waitlist import WaitlistController
 from scheduler.booking.core import Core
 from scheduler.booking.db import make_engine, make_sessionmaker, migrate
 from scheduler.booking.ratelimit import Limit, Limits, RateLimiter
@@ -84,6 +85,7 @@ def create_app(
                 unsafe_no_guard=settings.unsafe_disable_guards,
                 base_url=settings.base_url,
                 retention_days=settings.retention_days,
+                offer_hours=settings.offer_hours,
             )
             await core.refresh_catalog(force=True)
             await core.start()
@@ -134,6 +136,7 @@ def create_app(
             AgentController,
             AuditController,
             CloseCalendarController,
+            WaitlistController,
         ],
     )
     return Litestar(

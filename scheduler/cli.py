@@ -278,6 +278,7 @@ def cmd_worker(_: argparse.Namespace, settings: Settings) -> int:
             clock=_clock(settings), secret_key=settings.secret_key or "",
             hold_seconds=settings.hold_seconds, horizon_days=settings.horizon_days,
             base_url=settings.base_url, retention_days=settings.retention_days,
+            offer_hours=settings.offer_hours,
         )  # fmt: skip
         await core.refresh_catalog(force=True)
         stop = asyncio.Event()

@@ -48,6 +48,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     hold_seconds: int = 600
     horizon_days: int = 120
     retention_days: int = 14
+    offer_hours: int = 24  # how long a waiting-list offer waits for its answer
     smtp_host: str | None = None
     smtp_port: int | None = None
     smtp_user: str | None = None
@@ -104,6 +105,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         positive("hold_seconds", self.hold_seconds, 86_400)
         positive("horizon_days", self.horizon_days, 1_000)
         positive("retention_days", self.retention_days, 3_650)
+        positive("offer_hours", self.offer_hours, 720)
         positive("max_body_bytes", self.max_body_bytes, 100 * 1024 * 1024)
         for name in RATE_LIMITS:
             count, seconds = getattr(self, name)

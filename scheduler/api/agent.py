@@ -24,6 +24,18 @@ class NextSlotOut(msgspec.Struct):
     free: int
 
 
+class CallbackOut(msgspec.Struct):
+    """An open waiting-list offer to phone through: the person has no e-mail."""
+
+    entry_id: int
+    name: str
+    phone: str | None
+    contact_name: str | None
+    language: str
+    respond_by: str
+    booking: BookingOut
+
+
 class AuditEventOut(msgspec.Struct):
     at: datetime
     actor: str
@@ -103,6 +115,31 @@ class AgentController(Controller):
             [booking_out(core, booking, spell=True) for booking in found],
             headers={"Cache-Control": "no-store"},
         )
+
+    @get(
+        "/callbacks",
+        operation_id="waitlistCallbacks",
+        summary="People to phone with a waiting-list offer",
+        description=(
+            "Open offers to people without e-mail, the earliest deadline first: the offered "
+            "appointments (a pending booking) and the deadline. Accept for the caller with "
+            "`POST /waitlist/offers/{reference}/accept` and the agent key."
+        ),
+    )
+    async def callbacks(self, request: Request[Any, Any, Any]) -> Response[list[CallbackOut]]:
+        core = _core(request)
+        found = await core.waitlist.callbacks()
+        return Response(
+            [
+                CallbackOut(
+                    c.entry_id, c.name, c.phone, c.contact_name, c.language,
+                    _local(c.deadline, core, c.booking.location_id),
+                    booking_out(core, c.booking, spell=True),
+                )
+                for c in found
+            ],
+            headers={"Cache-Control": "no-store"},
+        )  # fmt: skip
 
 
 class AuditController(Controller):

@@ -1,8 +1,9 @@
 """The manage page every message links to: ``/buchung/{reference}?token=…``.
 
 A minimal German HTML page (until the pages issue builds the full one) that shows the booking
-and lets the person cancel it. It works without JavaScript (a form, then a redirect), sends no
-referrer and is never cached; a wrong token is the same "not found" page as a missing booking.
+and lets the person cancel it (or, for a waiting-list offer, accept or decline it). It works
+without JavaScript (a form, then a redirect), sends no referrer and is never cached; a wrong
+token is the same "not found" page as a missing booking.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from scheduler.booking import codes
 from scheduler.booking import models as m
 from scheduler.booking.bookings import Actor, BookingService
 from scheduler.booking.core import Core
-from scheduler.booking.errors import NotFound, RateLimited
+from scheduler.booking.errors import NotAnOffer, NotFound, OfferExpired, RateLimited
 
 HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 STATUS_DE = {
@@ -110,6 +111,16 @@ class ManagePageController(Controller):
         )
         ics = f"/api/v1/bookings/{quote(booking.reference)}/calendar.ics?token={quote(token or '')}"
         details += f'<p><a href="{escape(ics)}">In den Kalender übernehmen (.ics)</a></p>'
+        if booking.status == m.BookingStatus.PENDING.value and booking.pending_until is not None:
+            deadline = booking.pending_until.astimezone(location.tz)
+            details += (
+                f'<form method="post" action="/buchung/{escape(quote(booking.reference))}'
+                '/annehmen">'
+                f'<input type="hidden" name="token" value="{escape(token or "")}">'
+                f"<p>Dieser Termin ist für Sie reserviert bis {deadline:%d.%m.%Y, %H:%M} Uhr. "
+                "Bitte nehmen Sie ihn bis dahin an.</p>"
+                '<button type="submit">Termin annehmen</button></form>'
+            )
         if booking.status in (m.BookingStatus.CONFIRMED.value, m.BookingStatus.PENDING.value):
             details += (
                 f'<form method="post" action="/buchung/{escape(quote(booking.reference))}/absagen">'
@@ -118,6 +129,34 @@ class ManagePageController(Controller):
                 '<button type="submit">Termin absagen</button></form>'
             )
         return _page("Ihr Termin", details)
+
+    @post("/{reference:str}/annehmen", operation_id="managePageAccept", status_code=303)
+    async def accept(
+        self,
+        request: Request[Any, Any, Any],
+        reference: Annotated[str, PathParameter(max_length=20)],
+    ) -> Response[Any]:
+        form = await request.form()
+        token = str(form.get("token", ""))[:100]
+        try:
+            booking = await authorized_booking(request, reference, query_token=token)
+        except NotFound:
+            return _page("Buchung nicht gefunden", "<p>Diese Buchung gibt es nicht.</p>", 404)
+        except RateLimited as exc:
+            return _too_many(exc)
+        core: Core = request.app.state.core
+        try:
+            await core.waitlist.accept(booking.id, Actor(request_id=request.scope.get(
+                "state", {}).get("request_id")))  # fmt: skip
+        except (OfferExpired, NotAnOffer):
+            return _page(
+                "Angebot abgelaufen",
+                "<p>Dieses Angebot gilt nicht mehr: die Frist ist abgelaufen oder es wurde "
+                "abgelehnt. Der Termin ging an die nächste Person auf der Warteliste.</p>",
+                410,
+            )
+        target = f"/buchung/{quote(booking.reference)}?token={quote(token)}"
+        return Redirect(target, status_code=303, headers=HEADERS)
 
     @post("/{reference:str}/absagen", operation_id="managePageCancel", status_code=303)
     async def cancel(

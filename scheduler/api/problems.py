@@ -41,6 +41,10 @@ STATUS = {
     "slot_full": 409,
     "hold_expired": 409,
     "limit_reached": 409,
+    "campaign_full": 409,
+    "waitlist_first": 409,
+    "offer_expired": 410,
+    "not_an_offer": 409,
     "capacity_below_booked": 409,
     "already_changed": 409,
     "body_too_large": 413,
@@ -97,6 +101,44 @@ TEXTS: dict[str, dict[str, tuple[str, str]]] = {
     "limit_reached": {
         "de": ("Grenze erreicht", "Für diese Person sind bereits genug Termine gebucht."),
         "en": ("Limit reached", "This person already has enough bookings."),
+    },
+    "campaign_full": {
+        "de": (
+            "Alle Plätze vergeben",
+            "Alle Plätze dieser Aktion sind vergeben. Sie können sich auf die Warteliste "
+            "setzen lassen; wird ein Platz frei, bieten wir ihn Ihnen an.",
+        ),
+        "en": (
+            "Campaign full",
+            "Every place of this campaign is taken. You can join the waiting list; when a place "
+            "frees up, we offer it to you.",
+        ),
+    },
+    "waitlist_first": {
+        "de": (
+            "Warteliste zuerst",
+            "Es gibt eine Warteliste für diese Aktion: frei gewordene Termine bieten wir zuerst "
+            "den Wartenden an. Sie können sich ebenfalls auf die Warteliste setzen lassen.",
+        ),
+        "en": (
+            "Waiting list first",
+            "This campaign has a waiting list: freed appointments are offered to the people on "
+            "it first. You can join the waiting list as well.",
+        ),
+    },
+    "offer_expired": {
+        "de": (
+            "Angebot abgelaufen",
+            "Dieses Angebot gilt nicht mehr: die Frist ist abgelaufen oder es wurde abgelehnt.",
+        ),
+        "en": (
+            "Offer expired",
+            "This offer is no longer open: its deadline has passed or it was declined.",
+        ),
+    },
+    "not_an_offer": {
+        "de": ("Kein Angebot", "Diese Buchung ist kein Angebot der Warteliste."),
+        "en": ("Not an offer", "This booking is no offer of a waiting list."),
     },
     "capacity_below_booked": {
         "de": (
@@ -245,6 +287,8 @@ FIELD_MESSAGES = {
         "day_over": "Der Tag des Termins ist vorbei.",
         "in_past": "Dieser Slot ist schon vorbei.",
         "one_campaign": "Die Leistungen gehören zu verschiedenen Aktionen.",
+        "no_waitlist": "Für diese Leistung gibt es keine Warteliste (nur die Erstimpfung einer "
+        "Aktion mit Terminserie).",
         "no_series": "Eine Terminserie gibt es nur für die Erstimpfung einer Aktion.",
         "series_only": "Ein zweiter Termin gehört nur zu einer Terminserie (series).",
         "series_one_seat": "Eine Terminserie ist für genau eine Person.",
@@ -288,6 +332,8 @@ FIELD_MESSAGES = {
         "day_over": "The day of the appointment is over.",
         "in_past": "This slot is over.",
         "one_campaign": "The services belong to different campaigns.",
+        "no_waitlist": "This service has no waiting list (only a campaign's first dose of a "
+        "series).",
         "no_series": "Only a campaign's first dose can be booked as a series.",
         "series_only": "A second appointment belongs to a series (series) only.",
         "series_one_seat": "A series is for exactly one person.",

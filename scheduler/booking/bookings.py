@@ -1,5 +1,12 @@
 """The booking service: confirm a hold (or book in one step), read, cancel, reschedule.
 
+A campaign's places (``campaigns.places``) are counted in SQL: a booking of its first-dose
+service takes one with ``taken = taken + 1 WHERE taken < places`` in the booking's transaction
+(after the seats, so every transaction locks slots before the campaign row) or fails as
+:class:`CampaignFull`; a cancellation (or a lapsed waiting-list offer) gives it back. A no-show
+keeps its place. While a campaign's waiting list has people waiting, holds of its first dose
+by anyone else are :class:`WaitlistFirst`: freed series go to the list (``waitlist``) first.
+
 Protocol (DESIGN §4): seats are first taken in Redis (a hold, claimed exactly once for
 confirming), then one SQL transaction takes them for real with a conditional update
 (``booked + n <= capacity``, plus a CHECK constraint) and writes the booking, its appointments,
@@ -29,12 +36,14 @@ from scheduler.booking.addresses import addr_spec
 from scheduler.booking.catalog import Catalog
 from scheduler.booking.errors import (
     AlreadyChanged,
+    CampaignFull,
     FieldError,
     HoldExpired,
     LimitReached,
     NotFound,
     SlotFull,
     ValidationFailed,
+    WaitlistFirst,
 )
 from scheduler.booking.holds import (
     MAX_SECOND_OPTIONS,
@@ -77,6 +86,17 @@ INSERT_APPOINTMENT = insert(m.Appointment)
 INSERT_BOOKING_SLOT = insert(m.BookingSlot)
 INSERT_CLAIM = insert(m.PersonClaim)
 INSERT_AUDIT = insert(m.AuditEvent)
+TAKE_PLACE = (
+    update(m.Campaign)
+    .where(m.Campaign.id == bindparam("b_campaign"), m.Campaign.taken < m.Campaign.places)
+    .values(taken=m.Campaign.taken + 1)
+    .returning(m.Campaign.id)
+)
+GIVE_PLACE = (
+    update(m.Campaign)
+    .where(m.Campaign.id == bindparam("b_campaign"), m.Campaign.taken > 0)
+    .values(taken=m.Campaign.taken - 1)
+)
 # a slot inside a closure of its calendar, or of its calendar's whole location
 _CLOSED = exists().where(
     m.Closure.starts_at < m.Slot.ends_at,
@@ -105,7 +125,8 @@ class Person:
 
 @dataclass(frozen=True, slots=True)
 class Actor:
-    """Who acts: an API key (agent, staff, admin) or the citizen (key_id None)."""
+    """Who acts: an API key (agent, staff, admin), the citizen (key_id None), or a scheduled
+    job (role ``system``)."""
 
     key_id: str | None = None
     role: str | None = None
@@ -113,7 +134,9 @@ class Actor:
 
     @property
     def name(self) -> str:
-        return f"key:{self.key_id}" if self.key_id else "citizen"
+        if self.key_id:
+            return f"key:{self.key_id}"
+        return "system" if self.role == "system" else "citizen"
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +191,20 @@ class BookingView:
 
 
 Render = Callable[[BookingView], bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class OfferTerms:
+    """A booking made for a waiting-list entry: ``pending`` until ``until``; the entry must
+    still be claimed with ``claim_token`` when the booking commits."""
+
+    entry_id: int
+    claim_token: str
+    until: datetime
+
+
+class OfferClaimLost(Exception):
+    """The waiting-list entry was no longer claimed by this offer run (its lease ran out)."""
 
 
 def series_claim(campaign_id: str) -> str:
@@ -272,8 +309,11 @@ class BookingService:
         citizen: Person | None = None,
         series: bool = False,
         second_start: datetime | None = None,
+        for_waitlist: bool = False,
     ) -> Visit:
-        """The visit to hold, after the campaign's checks (window, eligibility, series)."""
+        """The visit to hold, after the campaign's checks (window, eligibility, series, places,
+        the waiting list first). ``for_waitlist``: the offer run holds for an entry of the
+        campaign's waiting list (the list does not block it)."""
         catalog = self.catalog
         visit = plan_visit(catalog, service_ids, start, seats, now, channel=channel)
         campaign = campaigns.campaign_of(catalog, service_ids)
@@ -285,6 +325,8 @@ class BookingService:
         campaigns.check_window(campaign, now, tz)
         first_day = visit.start.astimezone(tz).date()
         campaigns.check_person(campaign, citizen, first_day)
+        if campaign.first_service_id in service_ids and not for_waitlist:
+            await self._check_places(campaign.id)
         if not series:
             if second_start is not None:
                 raise ValidationFailed(FieldError("second_start", "series_only"))
@@ -325,6 +367,39 @@ class BookingService:
         if not candidates:
             raise SlotFull()
         return with_second_dose(visit, candidates, second_id, exact=False)
+
+    async def _check_places(self, campaign_id: str) -> None:
+        """Refuse a first dose early when every place is given out (the conditional update at
+        confirm is what enforces it), or when people wait on the campaign's list."""
+        async with self.core.sessions() as session:
+            taken, places = (
+                await session.execute(
+                    select(m.Campaign.taken, m.Campaign.places).where(m.Campaign.id == campaign_id)
+                )
+            ).one()
+            waiting = await session.scalar(
+                select(m.WaitlistEntry.id)
+                .where(
+                    m.WaitlistEntry.campaign_id == campaign_id,
+                    m.WaitlistEntry.status.in_(
+                        (m.WaitlistStatus.WAITING.value, m.WaitlistStatus.OFFERING.value)
+                    ),
+                )
+                .limit(1)
+            )
+        if waiting is not None:
+            raise WaitlistFirst()
+        if taken >= places:
+            raise CampaignFull()
+
+    def counted_campaign(self, service_ids: list[str]) -> str | None:
+        """The campaign whose place a booking of these services takes (its first dose)."""
+        for service_id in service_ids:
+            service = self.catalog.services.get(service_id)
+            campaign = self.catalog.campaigns.get(service.campaign_id or "") if service else None
+            if campaign is not None and campaign.first_service_id == service_id:
+                return campaign.id
+        return None
 
     async def _check_series_free(self, campaign_id: str, citizen: Person) -> None:
         """A person has one series per campaign: refuse the hold early (the person claims at
@@ -423,11 +498,12 @@ class BookingService:
         actor: Actor,
         key: idem.IdempotencyKey | None,
         render: Render,
+        offer: OfferTerms | None = None,
     ) -> tuple[BookingView | None, idem.Replay | None]:
         try:
             for attempt in range(3):
                 try:
-                    view = await self._insert_booking(hold, request, actor, key, render)
+                    view = await self._insert_booking(hold, request, actor, key, render, offer)
                     break
                 except (IntegrityError, pgfast.UniqueViolation) as exc:
                     which = _constraint(exc)
@@ -456,6 +532,7 @@ class BookingService:
         actor: Actor,
         key: idem.IdempotencyKey | None,
         render: Render,
+        offer: OfferTerms | None = None,
     ) -> BookingView:
         catalog = self.catalog
         now = self.now()
@@ -475,10 +552,12 @@ class BookingService:
         )  # fmt: skip
         booking_id = uuid.uuid4().hex
         reference = codes.new_reference()
+        status = m.BookingStatus.PENDING if offer is not None else m.BookingStatus.CONFIRMED
+        counted = self.counted_campaign(list(payload.service_ids))
         booking_row = dict(
             id=booking_id,
             reference=reference,
-            status=m.BookingStatus.CONFIRMED.value,
+            status=status.value,
             channel=request.channel,
             location_id=payload.location_id,
             starts_at=start,
@@ -503,7 +582,7 @@ class BookingService:
             token_version=1,
             sequence=0,
             hold_key=hold.token[:64],
-            pending_until=None,
+            pending_until=offer.until if offer is not None else None,
             erased_at=None,
         )
         appointment_rows = [
@@ -523,7 +602,7 @@ class BookingService:
         audit_row = dict(
             at=now,
             actor=actor.name,
-            action="booking.create",
+            action="waitlist.offer" if offer is not None else "booking.create",
             booking_id=booking_id,
             request_id=actor.request_id,
             details=details,
@@ -531,7 +610,7 @@ class BookingService:
         view = BookingView(
             id=booking_id,
             reference=reference,
-            status=m.BookingStatus.CONFIRMED.value,
+            status=status.value,
             channel=request.channel,
             location_id=payload.location_id,
             start=start,
@@ -558,8 +637,17 @@ class BookingService:
                 booking_id, planned[1].start, second.reminder_hours, now, self.host
             )
             series_of = second.campaign_id
+        if offer is not None:
+            # the offer, answered by accepting (then the confirmation and reminders follow)
+            messages = [outbox.waitlist_offer(booking_id, now, self.host)]
         simple_limits = all(s.max_active_per_person == 1 for s in services)
-        if self.core.engine.dialect.name == "postgresql" and simple_limits and not series_of:
+        if (
+            self.core.engine.dialect.name == "postgresql"
+            and simple_limits
+            and not series_of
+            and counted is None
+            and offer is None
+        ):
             # (the one-statement path writes one appointment: a series takes the generic one)
             claims = [(sid, pk) for sid in payload.service_ids for pk in person_keys]
             await pgfast.insert_booking(
@@ -570,6 +658,11 @@ class BookingService:
             return view
         async with self.core.engine.begin() as session:
             slot_ids = await self._take_seats(session, hold.cells)
+            if (
+                counted is not None
+                and not (await session.execute(TAKE_PLACE, {"b_campaign": counted})).first()
+            ):
+                raise CampaignFull()
             await session.execute(INSERT_BOOKING, booking_row)
             await self._claim_person(session, booking_id, all_service_ids, person_keys)
             if series_of is not None:
@@ -588,6 +681,23 @@ class BookingService:
             )
             await session.execute(INSERT_AUDIT, audit_row)
             await session.execute(outbox.INSERT, messages)
+            if offer is not None:
+                claimed = await session.execute(
+                    update(m.WaitlistEntry)
+                    .where(
+                        m.WaitlistEntry.id == offer.entry_id,
+                        m.WaitlistEntry.status == m.WaitlistStatus.OFFERING.value,
+                        m.WaitlistEntry.claim_token == offer.claim_token,
+                    )
+                    .values(
+                        status=m.WaitlistStatus.OFFERED.value, booking_id=booking_id,
+                        offer_until=offer.until, claim_token=None, claim_until=None,
+                        updated_at=now,
+                    )
+                    .returning(m.WaitlistEntry.id)
+                )  # fmt: skip
+                if claimed.first() is None:
+                    raise OfferClaimLost()
             if key is not None and body is not None:
                 await idem.store(session, key, 201, body, now)
         return view
@@ -695,11 +805,27 @@ class BookingService:
     # -- change -----------------------------------------------------------------------------
 
     async def cancel(
-        self, booking_id: str, actor: Actor, *, only_inside: Inside | None = None
+        self,
+        booking_id: str,
+        actor: Actor,
+        *,
+        only_inside: Inside | None = None,
+        lapse: bool = False,
     ) -> m.Booking:
+        """Cancel a booking: its seats, person claims and campaign place are given back. A
+        waiting-list offer cancelled by its person is declined (the entry ``withdrawn``).
+        ``lapse``: the offer job lets an unanswered offer lapse — only a ``pending`` booking
+        past its deadline (else :class:`AlreadyChanged`), no cancellation message, the entry
+        ``expired``."""
         now = self.now()
         async with self.core.sessions() as session, session.begin():
             booking = await self._locked(session, booking_id)
+            if lapse and not (
+                booking.status == m.BookingStatus.PENDING.value
+                and booking.pending_until is not None
+                and booking.pending_until <= now
+            ):
+                raise AlreadyChanged()
             if booking.status not in ACTIVE:
                 if only_inside is not None:
                     raise AlreadyChanged()
@@ -709,14 +835,45 @@ class BookingService:
             await session.execute(
                 delete(m.PersonClaim).where(m.PersonClaim.booking_id == booking_id)
             )
+            counted = self.counted_campaign(
+                [s for a in booking.appointments for s in a.service_ids]
+            )
+            if counted is not None:
+                await session.execute(GIVE_PLACE, {"b_campaign": counted})
+            await self._end_offer(session, booking_id, lapse, now)
             booking.status = m.BookingStatus.CANCELLED.value
             booking.sequence += 1
             booking.updated_at = now
-            await self._audit(session, actor, "booking.cancel", booking_id, now)
-            await outbox.on_cancel(session, booking_id, now, self.host)
+            await self._audit(
+                session, actor, "waitlist.lapse" if lapse else "booking.cancel", booking_id, now
+            )
+            if lapse:
+                await outbox.cancel_pending(session, booking_id)
+            else:
+                await outbox.on_cancel(session, booking_id, now, self.host)
         online = booking.channel == m.Channel.ONLINE.value
         await self.reservations.free(booking.location_id, freed, online=online)
         return booking
+
+    async def _end_offer(
+        self, session: AsyncSession, booking_id: str, lapse: bool, now: datetime
+    ) -> None:
+        """The waiting-list entry an open offer of this booking belongs to leaves the list."""
+        ended = await session.execute(
+            update(m.WaitlistEntry)
+            .where(
+                m.WaitlistEntry.booking_id == booking_id,
+                m.WaitlistEntry.status == m.WaitlistStatus.OFFERED.value,
+            )
+            .values(
+                status=(m.WaitlistStatus.EXPIRED if lapse else m.WaitlistStatus.WITHDRAWN).value,
+                updated_at=now,
+            )
+            .returning(m.WaitlistEntry.id)
+        )
+        ids = list(ended.scalars())
+        if ids:
+            await session.execute(delete(m.WaitlistKey).where(m.WaitlistKey.entry_id.in_(ids)))
 
     async def reschedule(
         self,

@@ -28,6 +28,7 @@ from scheduler.booking.errors import FieldError, NotFound, ValidationFailed
 from scheduler.booking.gate import Gate
 from scheduler.booking.holds import Reservations
 from scheduler.booking.slots import horizon, materialize_all
+from scheduler.booking.waitlist import Waitlist
 from scheduler.clock import Clock
 
 log = logging.getLogger("scheduler.core")
@@ -56,6 +57,7 @@ class Core:
         unsafe_no_guard: bool = False,
         base_url: str = "http://127.0.0.1:8000",
         retention_days: int = 14,
+        offer_hours: int = 24,
     ) -> None:
         self.engine = engine
         self.sessions = sessions
@@ -66,6 +68,7 @@ class Core:
             redis, unsafe_no_guard=unsafe_no_guard, changed=self.changes.forget
         )
         self.bookings = BookingService(self, self.reservations, unsafe_no_guard=unsafe_no_guard)
+        self.waitlist = Waitlist(self, self.bookings, offer_hours=offer_hours)
         self.clock = clock
         self.secret_key = secret_key
         self.hold_seconds = hold_seconds

@@ -8,6 +8,10 @@ is the one place that turns them into HTTP answers and sentences.
     ├── SlotFull                 slot_full
     ├── HoldExpired              hold_expired
     ├── LimitReached             limit_reached
+    ├── CampaignFull             campaign_full (every place of the campaign is given out)
+    ├── WaitlistFirst            waitlist_first (people wait: freed series go to them first)
+    ├── OfferExpired             offer_expired (a waiting-list offer lapsed or was withdrawn)
+    ├── NotAnOffer               not_an_offer (the booking is no waiting-list offer)
     ├── NotEligible              not_eligible
     ├── WindowClosed             window_closed (opens_at)
     ├── CapacityConflict         capacity_below_booked
@@ -69,6 +73,22 @@ class HoldExpired(DomainError):
 
 class LimitReached(DomainError):
     code = "limit_reached"
+
+
+class CampaignFull(DomainError):
+    code = "campaign_full"
+
+
+class WaitlistFirst(DomainError):
+    code = "waitlist_first"
+
+
+class OfferExpired(DomainError):
+    code = "offer_expired"
+
+
+class NotAnOffer(DomainError):
+    code = "not_an_offer"
 
 
 class NotEligible(DomainError):

@@ -208,6 +208,12 @@ class Campaign(Base):
     second_dose_max_days: Mapped[int | None] = mapped_column(Integer)
     phone_share_percent: Mapped[int] = mapped_column(Integer, default=0)
     phone_release_days: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # the places given out: active series (bookings of the first-dose service that are not
+    # cancelled), taken with ``taken = taken + 1 WHERE taken < places`` in the booking's
+    # transaction and given back when one is cancelled or its offer lapses
+    taken: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+    __table_args__ = (CheckConstraint("taken >= 0", name="taken_not_negative"),)
 
 
 class Service(Base):
@@ -433,3 +439,56 @@ class CatalogState(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     version: Mapped[int] = mapped_column(Integer, default=0)
     seeded_at: Mapped[datetime | None]
+
+
+class WaitlistStatus(StrEnum):
+    WAITING = "waiting"
+    OFFERING = "offering"  # claimed by one offer run (with a lease), for seconds
+    OFFERED = "offered"  # a pending booking waits for the person's answer until offer_until
+    BOOKED = "booked"
+    EXPIRED = "expired"  # the offer lapsed unanswered
+    WITHDRAWN = "withdrawn"  # declined, or could no longer be served (e.g. booked elsewhere)
+
+
+class WaitlistEntry(Base):
+    """A person waiting for a campaign's series; served in the order of ``id``."""
+
+    __tablename__ = "waitlist_entries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id"))
+    service_id: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    channel: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    created_by: Mapped[str | None] = mapped_column(String(32))
+    attendee_name: Mapped[str | None] = mapped_column(String(200))
+    attendee_birth_date: Mapped[date | None] = mapped_column(Date)
+    attendee_postcode: Mapped[str | None] = mapped_column(String(10))
+    contact_name: Mapped[str | None] = mapped_column(String(200))
+    contact_email: Mapped[str | None] = mapped_column(String(320))
+    contact_phone: Mapped[str | None] = mapped_column(String(32))
+    person_keys: Mapped[list[str]] = mapped_column(default=list)
+    language: Mapped[str] = mapped_column(String(2), default="de")
+    booking_id: Mapped[str | None] = mapped_column(
+        ForeignKey("bookings.id", ondelete="SET NULL"), index=True
+    )
+    offer_until: Mapped[datetime | None]
+    claim_token: Mapped[str | None] = mapped_column(String(32))
+    claim_until: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_waitlist_entries_queue", "campaign_id", "status", "id"),)
+
+
+class WaitlistKey(Base):
+    """One row per identifier of a person on a campaign's waiting list (waiting or offered):
+    the primary key makes "one entry per person" hold under concurrent joins."""
+
+    __tablename__ = "waitlist_keys"
+
+    campaign_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    person_key: Mapped[str] = mapped_column(String(32), primary_key=True)
+    entry_id: Mapped[int] = mapped_column(
+        ForeignKey("waitlist_entries.id", ondelete="CASCADE"), index=True
+    )

@@ -3,6 +3,8 @@
 A new booking owes a confirmation now and a reminder before the appointment for each of the
 service's reminder hours (only those still in the future); a cancellation cancels pending
 reminders and owes a cancellation notice; a move re-times the reminders and owes a notice.
+A waiting-list offer owes the offer now; once accepted, the confirmation and reminders follow
+as for a new booking, and a lapsed offer owes nothing more.
 Each row has its own stable Message-ID, so a resend after a crash is recognisable.
 """
 
@@ -24,6 +26,7 @@ class Kind(StrEnum):
     REMINDER = "reminder"
     CANCELLATION = "cancellation"
     RESCHEDULE = "reschedule"
+    WAITLIST_OFFER = "waitlist_offer"
 
 
 INSERT = insert(m.Notification)
@@ -67,6 +70,23 @@ def for_new_booking(
         _row(booking_id, Kind.CONFIRMATION, now, now, host),
         *reminders(booking_id, start, hours, now, host),
     ]
+
+
+def waitlist_offer(booking_id: str, now: datetime, host: str) -> dict[str, Any]:
+    """The offer of a waiting list's pending booking (its deadline is the booking's)."""
+    return _row(booking_id, Kind.WAITLIST_OFFER, now, now, host)
+
+
+async def cancel_pending(session: AsyncSession | AsyncConnection, booking_id: str) -> None:
+    """Every message of the booking not sent yet (a lapsed offer owes nothing more)."""
+    await session.execute(
+        update(m.Notification)
+        .where(
+            m.Notification.booking_id == booking_id,
+            m.Notification.status == m.NotificationStatus.PENDING.value,
+        )
+        .values(status=m.NotificationStatus.CANCELLED.value)
+    )
 
 
 async def cancel_reminders(session: AsyncSession | AsyncConnection, booking_id: str) -> None:

@@ -6,7 +6,8 @@ claiming; SQLite serializes writers). A row whose sender died is claimed again a
 the message may then arrive twice, with the same Message-ID, never not at all. A sender that is
 still busy with a batch when half the lease has passed gives the untried rest back, and only the
 claim that holds a row (its ``attempts`` count) records an outcome. Right before sending, the
-booking is read again: a reminder for a cancelled or past appointment is not sent. A batch goes
+booking is read again: a reminder for a cancelled or past appointment is not sent, nor an offer
+that is no longer open. A batch goes
 out over one SMTP connection. Temporary failures retry with exponential back-off; after
 ``max_attempts``, on a permanent failure, or when the message cannot even be rendered, the row
 is ``failed`` and shows up for admins.
@@ -165,9 +166,13 @@ class Dispatcher:
         now = self.core.clock.now()
         kind = Kind(row.kind)
         visit = reminded(booking, row.due_at) if booking is not None else None
-        if booking is None or (
-            kind is Kind.REMINDER
-            and (booking.status not in ACTIVE or visit is None or visit.starts_at <= now)
+        if (
+            booking is None
+            or (
+                kind is Kind.REMINDER
+                and (booking.status not in ACTIVE or visit is None or visit.starts_at <= now)
+            )
+            or (kind is Kind.WAITLIST_OFFER and booking.status != m.BookingStatus.PENDING.value)
         ):
             report.skipped += 1
             return _outcome(row, m.NotificationStatus.CANCELLED)
@@ -256,6 +261,7 @@ class Dispatcher:
             message_id=row.message_id,
             sender=self.sender,
             previous_start=row.previous_start,
+            respond_by=booking.pending_until if kind is Kind.WAITLIST_OFFER else None,
             book_url=f"{core.base_url.rstrip('/')}/",
         )
         return render(data, now=core.clock.now())
