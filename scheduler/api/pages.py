@@ -65,6 +65,22 @@ def _too_many(exc: RateLimited) -> Response[str]:
     return page
 
 
+async def _posted(
+    request: Request[Any, Any, Any], reference: str
+) -> tuple[m.Booking, str, Actor] | Response[str]:
+    """A form post's booking (by the form's token), the token and the acting citizen; or the
+    page to answer instead (not found, too many failed tokens)."""
+    form = await request.form()
+    token = str(form.get("token", ""))[:100]
+    try:
+        booking = await authorized_booking(request, reference, query_token=token)
+    except NotFound:
+        return _page("Buchung nicht gefunden", "<p>Diese Buchung gibt es nicht.</p>", 404)
+    except RateLimited as exc:
+        return _too_many(exc)
+    return booking, token, Actor(request_id=request.scope.get("state", {}).get("request_id"))
+
+
 def _when(core: Core, booking: m.Booking) -> str:
     tz = core.catalog.locations[booking.location_id].tz
     start = booking.starts_at.astimezone(tz)
@@ -136,18 +152,13 @@ class ManagePageController(Controller):
         request: Request[Any, Any, Any],
         reference: Annotated[str, PathParameter(max_length=20)],
     ) -> Response[Any]:
-        form = await request.form()
-        token = str(form.get("token", ""))[:100]
-        try:
-            booking = await authorized_booking(request, reference, query_token=token)
-        except NotFound:
-            return _page("Buchung nicht gefunden", "<p>Diese Buchung gibt es nicht.</p>", 404)
-        except RateLimited as exc:
-            return _too_many(exc)
+        found = await _posted(request, reference)
+        if isinstance(found, Response):
+            return found
+        booking, token, actor = found
         core: Core = request.app.state.core
         try:
-            await core.waitlist.accept(booking.id, Actor(request_id=request.scope.get(
-                "state", {}).get("request_id")))  # fmt: skip
+            await core.waitlist.accept(booking.id, actor)
         except (OfferExpired, NotAnOffer):
             return _page(
                 "Angebot abgelaufen",
@@ -164,16 +175,11 @@ class ManagePageController(Controller):
         request: Request[Any, Any, Any],
         reference: Annotated[str, PathParameter(max_length=20)],
     ) -> Response[Any]:
-        form = await request.form()
-        token = str(form.get("token", ""))[:100]
-        try:
-            booking = await authorized_booking(request, reference, query_token=token)
-        except NotFound:
-            return _page("Buchung nicht gefunden", "<p>Diese Buchung gibt es nicht.</p>", 404)
-        except RateLimited as exc:
-            return _too_many(exc)
+        found = await _posted(request, reference)
+        if isinstance(found, Response):
+            return found
+        booking, token, actor = found
         service: BookingService = request.app.state.bookings
-        await service.cancel(booking.id, Actor(request_id=request.scope.get("state", {}).get(
-            "request_id")))  # fmt: skip
+        await service.cancel(booking.id, actor)
         target = f"/buchung/{quote(booking.reference)}?token={quote(token)}"
         return Redirect(target, status_code=303, headers=HEADERS)

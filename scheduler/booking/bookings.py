@@ -212,6 +212,21 @@ def series_claim(campaign_id: str) -> str:
     return f"campaign:{campaign_id}"[:64]
 
 
+def person_columns(request: BookingRequest) -> dict[str, Any]:
+    """The attendee and the contact (the attendee when nobody else is named) as stored on a
+    booking or a waiting-list entry."""
+    citizen, contact = request.citizen, request.contact
+    who = contact or citizen
+    return {
+        "attendee_name": citizen.name.strip(),
+        "attendee_birth_date": citizen.birth_date,
+        "attendee_postcode": citizen.postcode,
+        "contact_name": contact.name.strip() if contact else None,
+        "contact_email": who.email.strip() if who.email else None,
+        "contact_phone": codes.normalize_phone(who.phone) if who.phone else None,
+    }
+
+
 def validate_request(request: BookingRequest) -> None:
     errors = []
     citizen = request.citizen
@@ -565,12 +580,7 @@ class BookingService:
             created_at=now,
             updated_at=now,
             created_by=actor.key_id,
-            attendee_name=citizen.name.strip(),
-            attendee_birth_date=citizen.birth_date,
-            attendee_postcode=citizen.postcode,
-            contact_name=contact.name.strip() if contact else None,
-            contact_email=who.email.strip() if who.email else None,
-            contact_phone=codes.normalize_phone(who.phone) if who.phone else None,
+            **person_columns(request),
             person_keys=person_keys,
             name_key=(
                 codes.name_key(secret, citizen.name, citizen.birth_date)

@@ -46,6 +46,7 @@ from scheduler.booking.bookings import (
     OfferClaimLost,
     OfferTerms,
     Person,
+    person_columns,
     series_claim,
     validate_request,
 )
@@ -161,12 +162,7 @@ class Waitlist:
                     created_at=now,
                     updated_at=now,
                     created_by=actor.key_id,
-                    attendee_name=citizen.name.strip(),
-                    attendee_birth_date=citizen.birth_date,
-                    attendee_postcode=citizen.postcode,
-                    contact_name=contact.name.strip() if contact else None,
-                    contact_email=who.email.strip() if who.email else None,
-                    contact_phone=codes.normalize_phone(who.phone) if who.phone else None,
+                    **person_columns(request),
                     person_keys=keys,
                     language=request.language,
                 )
