@@ -89,7 +89,12 @@ class BookingCreate(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class Reschedule(msgspec.Struct, forbid_unknown_fields=True):
-    hold_id: Annotated[str, msgspec.Meta(max_length=150)]
+    """A held visit (``hold_id``), or the new start in one step (``start``; of a series also
+    ``second_start``, or only ``second_start`` to move the second dose)."""
+
+    hold_id: Annotated[str, msgspec.Meta(max_length=150)] | None = None
+    start: Annotated[str, msgspec.Meta(max_length=40)] | None = None
+    second_start: Annotated[str, msgspec.Meta(max_length=40)] | None = None
 
 
 class BookedAppointment(msgspec.Struct):
@@ -480,7 +485,7 @@ class BookingsController(Controller):
     @post(
         "/{reference:str}/reschedule",
         operation_id="rescheduleBooking",
-        summary="Move a booking to a new hold",
+        summary="Move a booking: to a held visit, or to a new start in one step",
         status_code=200,
     )
     async def reschedule(
@@ -496,9 +501,21 @@ class BookingsController(Controller):
         key = await _idempotency(request, principal)
         if key is not None and (earlier := await _earlier(core, key)) is not None:
             return earlier  # type: ignore[return-value]
-        updated = await _service(request).reschedule(
-            booking.id, body.hold_id, _actor(request, principal)
-        )
+        actor = _actor(request, principal)
+        if body.hold_id is not None:
+            if body.start is not None or body.second_start is not None:
+                raise ValidationFailed(FieldError("hold_id", "either_or"))
+            updated = await _service(request).reschedule(booking.id, body.hold_id, actor)
+        else:
+            start = parse_moment("start", body.start) if body.start is not None else None
+            second = body.second_start
+            second_start = parse_moment("second_start", second) if second is not None else None
+            if start is None and second_start is None:
+                raise ValidationFailed(FieldError("hold_id", "required"))
+            updated = await _service(request).move(
+                booking.id, actor, _channel(None, principal),
+                start=start, second_start=second_start,
+            )  # fmt: skip
         return await _answer(core, key, 200, booking_out(core, updated))  # type: ignore[return-value]
 
 

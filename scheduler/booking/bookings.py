@@ -20,7 +20,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -29,11 +29,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import selectinload
 
-from scheduler.booking import campaigns, codes, outbox, pgfast
+from scheduler.booking import campaigns, codes, moves, outbox, pgfast
 from scheduler.booking import idempotency as idem
 from scheduler.booking import models as m
 from scheduler.booking.addresses import addr_spec
-from scheduler.booking.catalog import Catalog
+from scheduler.booking.catalog import CampaignInfo, Catalog
 from scheduler.booking.errors import (
     AlreadyChanged,
     CampaignFull,
@@ -353,19 +353,29 @@ class BookingService:
             raise ValidationFailed(FieldError("seats", "series_one_seat"))
         assert citizen is not None
         await self._check_series_free(campaign.id, citizen)
-        low, high = campaigns.second_dose_days(campaign, first_day)
+        return await self._with_second(visit, campaign, channel, now, second_start)
+
+    async def _with_second(
+        self,
+        visit: Visit,
+        campaign: CampaignInfo,
+        channel: str,
+        now: datetime,
+        second_start: datetime | None,
+    ) -> Visit:
+        """The first-dose visit with its second dose: at ``second_start`` (inside the interval),
+        or else the earliest start of the interval with room, in one hold."""
+        catalog, seats = self.catalog, visit.seats
+        second_id = campaign.second_service_id
+        assert second_id is not None
+        tz = catalog.locations[visit.location_id].tz
         if second_start is not None:
-            if not low <= second_start.astimezone(tz).date() <= high:
-                raise ValidationFailed(
-                    FieldError(
-                        "second_start", "second_dose_interval",
-                        min=campaign.second_dose_min_days, max=campaign.second_dose_max_days,
-                    )
-                )  # fmt: skip
+            moves.check_interval(campaign, visit.start, second_start, tz)
             second = plan_visit(catalog, [second_id], second_start, seats, now, channel=channel)
             return with_second_dose(visit, [second], second_id, exact=True)
         # the earliest second start with room, as ordered options of one group: the script
         # takes the first that still fits when it runs
+        low, high = campaigns.second_dose_days(campaign, visit.start.astimezone(tz).date())
         _, free = await self.core.free_starts(second_id, low, high, now, channel=channel)
         candidates: list[Visit] = []
         for moment, _end, left in free:
@@ -897,6 +907,96 @@ class BookingService:
         freed, in one transaction: a failed move keeps the old booking. With ``only_inside``,
         a booking that no longer holds seats there is left alone: :class:`AlreadyChanged`."""
         hold = await self.reservations.claim(hold_id, self.now())
+        return await self._apply_move(booking_id, hold, actor, only_inside)
+
+    async def move(
+        self,
+        booking_id: str,
+        actor: Actor,
+        channel: str,
+        *,
+        start: datetime | None = None,
+        second_start: datetime | None = None,
+        only_inside: Inside | None = None,
+    ) -> m.Booking:
+        """Move a booking in one step: hold the new visit (see ``moves`` for a series) and move
+        there, or nothing changes."""
+        now = self.now()
+        async with self.core.sessions() as session:
+            booking = await session.scalar(
+                select(m.Booking)
+                .where(m.Booking.id == booking_id)
+                .options(selectinload(m.Booking.appointments))
+            )
+        if booking is None:
+            raise NotFound("booking", booking_id)
+        if booking.status not in ACTIVE:
+            raise ValidationFailed(FieldError("reference", "not_active"))
+        visit = await self._plan_move(booking, channel, now, start, second_start)
+        hold = await self.reservations.hold(
+            visit, channel, now, self.core.hold_seconds, claimed=True
+        )
+        return await self._apply_move(booking_id, hold, actor, only_inside)
+
+    async def _plan_move(
+        self,
+        booking: m.Booking,
+        channel: str,
+        now: datetime,
+        start: datetime | None,
+        second_start: datetime | None,
+    ) -> Visit:
+        catalog = self.catalog
+        current = moves.ordered(booking)
+        campaign = moves.series_campaign(catalog, booking)
+        if campaign is None:
+            if start is None:
+                raise ValidationFailed(FieldError("start", "required"))
+            if second_start is not None:
+                raise ValidationFailed(FieldError("second_start", "series_only"))
+            seats = await self.seats_of(booking)
+            return plan_visit(
+                catalog, list(current[0].service_ids), start, seats, now, channel=channel
+            )
+        tz = catalog.locations[booking.location_id].tz
+        second_ids = list(current[1].service_ids)
+        if start is None:
+            if second_start is None:
+                raise ValidationFailed(FieldError("start", "required"))
+            moves.check_interval(campaign, current[0].starts_at, second_start, tz)
+            return plan_visit(catalog, second_ids, second_start, 1, now, channel=channel)
+        first = plan_visit(catalog, list(current[0].service_ids), start, 1, now, channel=channel)
+        low, high = campaigns.second_dose_days(campaign, first.start.astimezone(tz).date())
+        if second_start is None and low <= current[1].starts_at.astimezone(tz).date() <= high:
+            return first  # the second dose stays where it is
+        return await self._with_second(first, campaign, channel, now, second_start)
+
+    async def seats_of(self, booking: m.Booking) -> int:
+        """How many people the booking is for: its seats on a slot over what one person takes."""
+        async with self.core.sessions() as session:
+            rows = list(
+                await session.execute(
+                    select(m.Slot.calendar_id, m.BookingSlot.seats)
+                    .join(m.Slot, m.Slot.id == m.BookingSlot.slot_id)
+                    .where(m.BookingSlot.booking_id == booking.id)
+                )
+            )
+        services = (
+            self.catalog.services.get(i) for a in booking.appointments for i in a.service_ids
+        )
+        per_person = {
+            c: pool.seats
+            for s in services
+            if s is not None
+            for pool in s.pools
+            for c in pool.calendar_ids
+        }
+        counts = [seats // max(per_person.get(c, 1), 1) for c, seats in rows]
+        return max(min(counts, default=1), 1)
+
+    async def _apply_move(
+        self, booking_id: str, hold: Hold, actor: Actor, only_inside: Inside | None
+    ) -> m.Booking:
         try:
             booking, freed = await self._move(booking_id, hold, actor, only_inside)
         except BaseException:
@@ -917,56 +1017,78 @@ class BookingService:
         only_inside: Inside | None = None,
     ) -> tuple[m.Booking, list[CellRef]]:
         now = self.now()
-        payload = hold.payload
-        start = datetime.fromtimestamp(payload.start_ms / 1000, UTC)
-        services = [self.catalog.services[s] for s in payload.service_ids]
-        end = start + timedelta(minutes=sum(s.duration_minutes for s in services))
+        catalog = self.catalog
+        planned = appointments_of(catalog, hold.payload, hold.cells)
         async with self.core.sessions() as session, session.begin():
             booking = await self._locked(session, booking_id)
-            if booking.status not in (
-                m.BookingStatus.CONFIRMED.value,
-                m.BookingStatus.PENDING.value,
-            ):
+            if booking.status not in ACTIVE:
                 raise ValidationFailed(FieldError("reference", "not_active"))
             await self._check_inside(session, booking_id, only_inside)
-            if len(booking.appointments) > 1 or payload.second_service_id is not None:
-                # a series moves as a whole or not at all; moving both doses is not built yet
-                raise ValidationFailed(FieldError("reference", "series_move"))
-            old_services = [s for a in booking.appointments for s in a.service_ids]
-            if sorted(old_services) != sorted(payload.service_ids):
-                raise ValidationFailed(FieldError("hold_id", "other_services"))
+            current = moves.ordered(booking)
+            which = moves.replaced(current, planned)
+            after = [(a.starts_at, a.ends_at) for a in current]
+            for index, visit in zip(which, planned, strict=True):
+                after[index] = (visit.start, visit.end)
+            moves.check_moved(catalog, booking, after, first_moved=0 in which)
+            # the seats of the replaced appointments (a series' appointments are on other days)
             old_slots = list(
                 await session.execute(
-                    select(m.BookingSlot.slot_id, m.BookingSlot.seats).where(
-                        m.BookingSlot.booking_id == booking_id
+                    select(m.BookingSlot.slot_id, m.BookingSlot.seats)
+                    .join(m.Slot, m.Slot.id == m.BookingSlot.slot_id)
+                    .where(m.BookingSlot.booking_id == booking_id)
+                    .where(
+                        or_(*(
+                            (m.Slot.starts_at >= current[i].starts_at)
+                            & (m.Slot.starts_at < current[i].ends_at)
+                            for i in which
+                        ))
                     )
                 )
-            )
+            )  # fmt: skip
             try:
                 taken = await self._take_seats(session, hold.cells)
             except IntegrityError:
                 raise SlotFull() from None
             freed = await self._free_seats(session, booking_id, old_slots)
             await session.execute(
-                delete(m.BookingSlot).where(m.BookingSlot.booking_id == booking_id)
+                delete(m.BookingSlot).where(
+                    m.BookingSlot.booking_id == booking_id,
+                    m.BookingSlot.slot_id.in_([row.slot_id for row in old_slots]),
+                )
             )
             await session.execute(
                 insert(m.BookingSlot),
                 [{"booking_id": booking_id, "slot_id": sid, "seats": s} for sid, s in taken],
             )
+            old = [a.starts_at.isoformat() for a in current]
+            for index, visit in zip(which, planned, strict=True):
+                appointment = current[index]
+                appointment.starts_at, appointment.ends_at = visit.start, visit.end
+                appointment.calendar_ids = visit.calendar_ids
             old_start = booking.starts_at
-            appointment = booking.appointments[0]
-            appointment.starts_at, appointment.ends_at = start, end
-            appointment.calendar_ids = sorted({c.calendar_id for c in hold.cells})
-            booking.starts_at, booking.ends_at = start, end
+            booking.starts_at, booking.ends_at = current[0].starts_at, current[0].ends_at
             booking.sequence += 1
             booking.updated_at = now
-            await self._audit(
-                session, actor, "booking.reschedule", booking_id, now,
-                {"from": old_start.isoformat(), "to": start.isoformat()},
-            )  # fmt: skip
-            hours = tuple(sorted({h for s in services for h in s.reminder_hours}))
-            await outbox.on_move(session, booking_id, old_start, start, hours, now, self.host)
+            details: dict[str, Any] = {
+                "from": old_start.isoformat(),
+                "to": booking.starts_at.isoformat(),
+            }
+            if len(current) > 1:
+                details["appointments"] = {
+                    "from": old,
+                    "to": [a.starts_at.isoformat() for a in current],
+                }
+            await self._audit(session, actor, "booking.reschedule", booking_id, now, details)
+            visits = [
+                (a.starts_at, tuple(sorted({
+                    h for s in a.service_ids if s in catalog.services
+                    for h in catalog.services[s].reminder_hours
+                })))
+                for a in current
+            ]  # fmt: skip
+            await outbox.on_move(
+                session, booking_id, old_start if 0 in which else None, visits, now, self.host
+            )
         return booking, freed
 
     async def _locked(self, session: AsyncSession, booking_id: str) -> m.Booking:

@@ -26,12 +26,14 @@ from enum import StrEnum
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
+from scheduler.booking import campaigns, moves
 from scheduler.booking import models as m
 from scheduler.booking.bookings import Actor, BookingService, Inside
 from scheduler.booking.core import Core
 from scheduler.booking.errors import (
     AlreadyChanged,
     FieldError,
+    NotEligible,
     NotFound,
     SlotFull,
     ValidationFailed,
@@ -189,53 +191,86 @@ async def _affected(
 async def _move(
     core: Core, bookings: BookingService, booking: m.Booking, inside: Inside, actor: Actor
 ) -> Affected:
-    """Move one booking to the free start nearest to where it was (earlier or later)."""
-    service_ids = [s for a in booking.appointments for s in a.service_ids]
-    service = core.service(service_ids[0])
+    """Move the booking's visit inside the period to the free start nearest to where it was
+    (earlier or later). Of a series, the dose inside moves (the second within its interval; a
+    moved first dose keeps the second where the interval allows, see ``moves``); both, when both
+    are inside."""
+    original = booking.starts_at
+    outcome = Outcome.NOT_MOVED
+    for _round in range(len(booking.appointments)):
+        current = moves.ordered(booking)
+        index = next((i for i, a in enumerate(current) if _within(a, inside)), None)
+        if index is None:
+            break
+        moved = await _move_visit(core, bookings, booking, index, inside, actor)
+        if isinstance(moved, Outcome):
+            return Affected(booking.id, booking.reference, moved, original)
+        if moved is None:
+            outcome = Outcome.NOT_MOVED
+            break
+        booking, outcome = moved, Outcome.MOVED
+    if outcome is Outcome.MOVED:
+        return Affected(booking.id, booking.reference, outcome, original, booking.starts_at)
+    return Affected(booking.id, booking.reference, outcome, original)
+
+
+def _within(appointment: m.Appointment, inside: Inside) -> bool:
+    return (
+        inside.calendar_id in appointment.calendar_ids
+        and appointment.starts_at < inside.end
+        and appointment.ends_at > inside.start
+    )
+
+
+async def _move_visit(
+    core: Core,
+    bookings: BookingService,
+    booking: m.Booking,
+    index: int,
+    inside: Inside,
+    actor: Actor,
+) -> m.Booking | Outcome | None:
+    """Move one visit; the booking as moved, None when no start was free, or UNCHANGED."""
+    current = moves.ordered(booking)
+    visit = current[index]
+    service = core.service(visit.service_ids[0])
     # a staff channel: no online contingent applies to a forced move
     channel = next((c for c in ("counter", "phone") if c in service.channels), booking.channel)
-    seats = await _seats(core, booking)
+    seats = await bookings.seats_of(booking)
     location = core.catalog.locations[service.location_id]
     now = core.clock.now()
-    today = now.astimezone(location.tz).date()
+    first = today = now.astimezone(location.tz).date()
     last = min(today + timedelta(days=service.max_days_ahead), today + timedelta(days=92))
-    _, starts = await core.free_starts(service.id, today, last, now, channel=channel)
-    original = booking.starts_at
+    campaign = moves.series_campaign(core.catalog, booking)
+    if campaign is not None and index == 1:
+        low, high = campaigns.second_dose_days(
+            campaign, current[0].starts_at.astimezone(location.tz).date()
+        )
+        first, last = max(first, low), min(last, high)
+    if first > last:
+        return None
+    _, starts = await core.free_starts(service.id, first, last, now, channel=channel)
+    original = visit.starts_at
     candidates = sorted(
         (s for s, _, free in starts if free >= seats),  # the closed cells are 0 already
         key=lambda s: (abs(s - original), s),
     )
     for candidate in candidates[:MAX_TRIES]:
         try:
-            hold = await bookings.hold(service_ids, candidate, seats, channel)
-        except (SlotFull, ValidationFailed):
-            continue  # taken meanwhile, or no longer allowed (notice)
-        try:
-            moved = await bookings.reschedule(booking.id, hold.hold_id, actor, only_inside=inside)
-        except SlotFull:  # the hold's seats went back when the move failed
-            continue
-        except (AlreadyChanged, ValidationFailed):
-            return Affected(booking.id, booking.reference, Outcome.UNCHANGED, original)
-        return Affected(booking.id, booking.reference, Outcome.MOVED, original, moved.starts_at)
-    return Affected(booking.id, booking.reference, Outcome.NOT_MOVED, original)
-
-
-async def _seats(core: Core, booking: m.Booking) -> int:
-    """How many people the booking is for: its seats on a slot over what one person takes."""
-    async with core.sessions() as session:
-        rows = list(
-            await session.execute(
-                select(m.Slot.calendar_id, m.BookingSlot.seats)
-                .join(m.Slot, m.Slot.id == m.BookingSlot.slot_id)
-                .where(m.BookingSlot.booking_id == booking.id)
-            )
-        )
-    per_person = {
-        c: pool.seats
-        for s in (core.catalog.services.get(i) for a in booking.appointments for i in a.service_ids)
-        if s is not None
-        for pool in s.pools
-        for c in pool.calendar_ids
-    }
-    counts = [seats // max(per_person.get(c, 1), 1) for c, seats in rows]
-    return max(min(counts, default=1), 1)
+            return await bookings.move(
+                booking.id, actor, channel,
+                start=candidate if index == 0 else None,
+                second_start=candidate if index == 1 else None,
+                only_inside=inside,
+            )  # fmt: skip
+        except SlotFull:
+            continue  # taken meanwhile
+        except AlreadyChanged:
+            return Outcome.UNCHANGED
+        except ValidationFailed as exc:
+            if any(e.message_key == "not_active" for e in exc.errors):
+                return Outcome.UNCHANGED
+            continue  # no longer allowed there (notice, interval)
+        except NotEligible:
+            continue  # a first dose too early for the attendee's age
+    return None

@@ -111,14 +111,16 @@ async def on_cancel(
 async def on_move(
     session: AsyncSession | AsyncConnection,
     booking_id: str,
-    old_start: datetime,
-    new_start: datetime,
-    hours: tuple[int, ...],
+    old_start: datetime | None,
+    visits: list[tuple[datetime, tuple[int, ...]]],
     now: datetime,
     host: str,
 ) -> None:
-    """Pending reminders are replaced by ones for the new time; the person gets a notice."""
+    """Pending reminders are replaced by ones for the booking's visits (start, reminder hours)
+    as they are now; the person gets a notice (``old_start``: the first visit's former start,
+    None when only a later visit moved)."""
     await cancel_reminders(session, booking_id)
     rows = [_row(booking_id, Kind.RESCHEDULE, now, now, host, previous_start=old_start)]
-    rows += reminders(booking_id, new_start, hours, now, host)
+    for start, hours in visits:
+        rows += reminders(booking_id, start, hours, now, host)
     await session.execute(INSERT, rows)

@@ -205,14 +205,19 @@ async def test_confirm_books_both_doses_and_cancel_frees_both(
     # the same person cannot hold or book a second series
     again = await hold(client, agent, series=True, start=local(MONDAY, 9).isoformat())
     assert_problem(again, 409, "limit_reached")
-    # a series cannot be moved (yet)
-    other = (await hold(client, agent, citizen=citizen(5))).json()
-    moved = await client.post(
-        f"/api/v1/bookings/{booking['reference']}/reschedule",
-        json={"hold_id": other["hold_id"]},
+    # a hold of other services cannot move it
+    other = await client.post(
+        "/api/v1/holds",
+        json={"service_id": "hund-anmelden", "start": local(MONDAY, 9).isoformat()},
         headers=agent,
     )
-    assert assert_problem(moved, 422, "validation_failed")["errors"][0]["field"] == "reference"
+    assert other.status_code == 201, other.text
+    moved = await client.post(
+        f"/api/v1/bookings/{booking['reference']}/reschedule",
+        json={"hold_id": other.json()["hold_id"]},
+        headers=agent,
+    )
+    assert assert_problem(moved, 422, "validation_failed")["errors"][0]["field"] == "hold_id"
 
     cancelled = await client.post(f"/api/v1/bookings/{booking['reference']}/cancel", headers=agent)
     assert cancelled.status_code == 200, cancelled.text
