@@ -2,6 +2,7 @@
 
     python -m bench.rush [--citizens 5000] [--clients 64] [--workers 2] [--sqlite]
     python -m bench.rush --one-step --attempts 5000 --clients 64 --seats 800
+    python -m bench.rush --campaign [--people 20000]   (the campaign's opening: bench/campaign.py)
 
 Starts the real server (PostgreSQL with two workers by default; ``--sqlite`` for SQLite with one
 worker) on its own database and Redis, seeded with ``bench/rush.toml`` (exactly 800 seats). Each
@@ -253,6 +254,11 @@ def ms(values: list[float]) -> str:
 
 
 def main() -> None:
+    if "--campaign" in sys.argv[1:]:  # the campaign's opening: see bench/campaign.py
+        from bench import campaign
+
+        campaign.main([a for a in sys.argv[1:] if a != "--campaign"])
+        return
     parser = argparse.ArgumentParser(description="citizens race for 800 seats")
     parser.add_argument("--citizens", type=int, default=5000)
     parser.add_argument("--attempts", type=int, help="with --one-step: booking attempts")

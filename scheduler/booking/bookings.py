@@ -1,8 +1,9 @@
 """The booking service: confirm a hold (or book in one step), read, cancel, reschedule.
 
 A campaign's places (``campaigns.places``) are counted in SQL: a booking of its first-dose
-service takes one with ``taken = taken + 1 WHERE taken < places`` in the booking's transaction
-(after the seats, so every transaction locks slots before the campaign row) or fails as
+service takes one with ``taken = taken + 1 WHERE taken < places`` as the last statement of the
+booking's transaction (after the seats, so every transaction locks slots before the campaign
+row, and holds that hot row only until its commit) or fails as
 :class:`CampaignFull`; a cancellation (or a lapsed waiting-list offer) gives it back. A no-show
 keeps its place. While a campaign's waiting list has people waiting, holds of its first dose
 by anyone else are :class:`WaitlistFirst`: freed series go to the list (``waitlist``) first.
@@ -89,6 +90,13 @@ INSERT_AUDIT = insert(m.AuditEvent)
 TAKE_PLACE = (
     update(m.Campaign)
     .where(m.Campaign.id == bindparam("b_campaign"), m.Campaign.taken < m.Campaign.places)
+    .values(taken=m.Campaign.taken + 1)
+    .returning(m.Campaign.id)
+)
+# the control runs of the race tests only (guards switched off): places are not limited
+TAKE_PLACE_UNGUARDED = (
+    update(m.Campaign)
+    .where(m.Campaign.id == bindparam("b_campaign"))
     .values(taken=m.Campaign.taken + 1)
     .returning(m.Campaign.id)
 )
@@ -275,6 +283,7 @@ class BookingService:
         self.core = core
         self.reservations = reservations
         self.unsafe_no_guard = unsafe_no_guard
+        self._take_place = TAKE_PLACE_UNGUARDED if unsafe_no_guard else TAKE_PLACE
 
     @property
     def host(self) -> str:
@@ -340,11 +349,11 @@ class BookingService:
         campaigns.check_window(campaign, now, tz)
         first_day = visit.start.astimezone(tz).date()
         campaigns.check_person(campaign, citizen, first_day)
-        if campaign.first_service_id in service_ids and not for_waitlist:
-            await self._check_places(campaign.id)
         if not series:
             if second_start is not None:
                 raise ValidationFailed(FieldError("second_start", "series_only"))
+            if campaign.first_service_id in service_ids and not for_waitlist:
+                await self._check_campaign(campaign.id, None)
             return visit
         second_id = campaign.second_service_id
         if second_id is None or service_ids != [campaign.first_service_id]:
@@ -352,7 +361,7 @@ class BookingService:
         if seats != 1:
             raise ValidationFailed(FieldError("seats", "series_one_seat"))
         assert citizen is not None
-        await self._check_series_free(campaign.id, citizen)
+        await self._check_campaign(campaign.id, citizen, places=not for_waitlist)
         return await self._with_second(visit, campaign, channel, now, second_start)
 
     async def _with_second(
@@ -393,28 +402,52 @@ class BookingService:
             raise SlotFull()
         return with_second_dose(visit, candidates, second_id, exact=False)
 
-    async def _check_places(self, campaign_id: str) -> None:
-        """Refuse a first dose early when every place is given out (the conditional update at
-        confirm is what enforces it), or when people wait on the campaign's list."""
-        async with self.core.sessions() as session:
-            taken, places = (
-                await session.execute(
-                    select(m.Campaign.taken, m.Campaign.places).where(m.Campaign.id == campaign_id)
-                )
-            ).one()
-            waiting = await session.scalar(
-                select(m.WaitlistEntry.id)
+    async def _check_campaign(
+        self, campaign_id: str, citizen: Person | None, *, places: bool = True
+    ) -> None:
+        """The early refusals of a first dose, in one round trip: every place given out, people
+        waiting on the list, or (with ``citizen``) this person holding a series already. The
+        confirm's conditional update and person claims are what enforce them."""
+        waiting = (
+            select(m.WaitlistEntry.id)
+            .where(
+                m.WaitlistEntry.campaign_id == campaign_id,
+                m.WaitlistEntry.status.in_(
+                    (m.WaitlistStatus.WAITING.value, m.WaitlistStatus.OFFERING.value)
+                ),
+            )
+            .limit(1)
+            .scalar_subquery()
+        )
+        left = (
+            select(m.Campaign.places - m.Campaign.taken)
+            .where(m.Campaign.id == campaign_id)
+            .scalar_subquery()
+        )
+        columns: list[Any] = [left, waiting]
+        if citizen is not None:
+            keys = codes.person_keys(
+                self.core.secret_key, email=citizen.email, phone=citizen.phone,
+                name=citizen.name, birth_date=citizen.birth_date,
+            )  # fmt: skip
+            columns.append(
+                select(m.PersonClaim.booking_id)
                 .where(
-                    m.WaitlistEntry.campaign_id == campaign_id,
-                    m.WaitlistEntry.status.in_(
-                        (m.WaitlistStatus.WAITING.value, m.WaitlistStatus.OFFERING.value)
-                    ),
+                    m.PersonClaim.service_id == series_claim(campaign_id),
+                    m.PersonClaim.person_key.in_(keys),
                 )
                 .limit(1)
+                .scalar_subquery()
             )
-        if waiting is not None:
+        async with self.core.sessions() as session:
+            row = (await session.execute(select(*columns))).one()
+        if citizen is not None and row[2] is not None:
+            raise LimitReached()
+        if not places:
+            return
+        if row[1] is not None:
             raise WaitlistFirst()
-        if taken >= places:
+        if row[0] <= 0:
             raise CampaignFull()
 
     def counted_campaign(self, service_ids: list[str]) -> str | None:
@@ -425,25 +458,6 @@ class BookingService:
             if campaign is not None and campaign.first_service_id == service_id:
                 return campaign.id
         return None
-
-    async def _check_series_free(self, campaign_id: str, citizen: Person) -> None:
-        """A person has one series per campaign: refuse the hold early (the person claims at
-        confirm are what enforce it)."""
-        keys = codes.person_keys(
-            self.core.secret_key, email=citizen.email, phone=citizen.phone, name=citizen.name,
-            birth_date=citizen.birth_date,
-        )  # fmt: skip
-        async with self.core.sessions() as session:
-            taken = await session.scalar(
-                select(m.PersonClaim.booking_id)
-                .where(
-                    m.PersonClaim.service_id == series_claim(campaign_id),
-                    m.PersonClaim.person_key.in_(keys),
-                )
-                .limit(1)
-            )
-        if taken is not None:
-            raise LimitReached()
 
     def _recheck(self, hold: Hold, request: BookingRequest) -> None:
         """At confirm: the campaign's window and the citizen's eligibility, again."""
@@ -678,11 +692,6 @@ class BookingService:
             return view
         async with self.core.engine.begin() as session:
             slot_ids = await self._take_seats(session, hold.cells)
-            if (
-                counted is not None
-                and not (await session.execute(TAKE_PLACE, {"b_campaign": counted})).first()
-            ):
-                raise CampaignFull()
             await session.execute(INSERT_BOOKING, booking_row)
             await self._claim_person(session, booking_id, all_service_ids, person_keys)
             if series_of is not None:
@@ -720,6 +729,13 @@ class BookingService:
                     raise OfferClaimLost()
             if key is not None and body is not None:
                 await idem.store(session, key, 201, body, now)
+            # the campaign's place last: its row is every first dose's hot spot, locked from
+            # here to the commit only
+            if (
+                counted is not None
+                and not (await session.execute(self._take_place, {"b_campaign": counted})).first()
+            ):
+                raise CampaignFull()
         return view
 
     async def _take_seats(

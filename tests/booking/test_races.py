@@ -60,7 +60,9 @@ def _admin(sql: str) -> None:
     asyncio.run(run())
 
 
-def _stack(tmp_path: Path, *, guards: bool) -> Iterator[tuple[ServerProcess, RedisServer, str]]:
+def _stack(
+    tmp_path: Path, *, guards: bool, seed: Path = RACE_SEED
+) -> Iterator[tuple[ServerProcess, RedisServer, str]]:
     name = f"scheduler_race_{os.getpid()}"
     base = (PG_URL or "").rpartition("/")[0]
     db_url = f"{base}/{name}"
@@ -77,7 +79,7 @@ def _stack(tmp_path: Path, *, guards: bool) -> Iterator[tuple[ServerProcess, Red
         "SCHEDULER_UNSAFE_DISABLE_GUARDS": "off" if guards else "on",
     }
     seeded = subprocess.run(
-        [sys.executable, "-m", "scheduler.cli", "seed", str(RACE_SEED)],
+        [sys.executable, "-m", "scheduler.cli", "seed", str(seed)],
         cwd=tmp_path, env=minimal_env(env), capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert seeded.returncode == 0, seeded.stderr
