@@ -144,3 +144,29 @@ async def test_cancelling_an_online_booking_returns_its_share_and_release_frees_
     assert sum(released.values()) == 48 - 2
     for start in friday[6:9]:
         assert (await post_hold(client, "hund-anmelden", start)).status_code == 201
+
+
+async def test_an_online_series_takes_its_second_dose_where_the_online_share_allows(
+    client: Client, core: Core
+) -> None:
+    """The earliest second dose of an online series is the earliest with online budget left:
+    with the 21 December's online share used up, an online series gets the 22nd, an agent's
+    the 21st (the hotline's share is untouched)."""
+    agent = bearer(await make_key(core, "agent"))
+    second_day = date(2026, 12, 21)
+    lines = ["impflinie-1", "impflinie-2"]
+    starts = [local(second_day, 8) + timedelta(minutes=10 * n) for n in range(24)]
+    starts += [local(second_day, 12, 30) + timedelta(minutes=10 * n) for n in range(33)]
+    for start in starts[:44]:
+        await core.bookings.hold(["impfung-zweitimpfung"], start, 1, "online", citizen=ELDER)
+    assert set((await budgets(core, lines, second_day)).values()) == {0}
+    body = {
+        "service_id": VACCINATION, "start": local(MONDAY, 8).isoformat(), "series": True,
+        "citizen": ELDER_IN,
+    }  # fmt: skip
+    online = await client.post("/api/v1/holds", json=body)
+    assert online.status_code == 201, online.text
+    assert online.json()["appointments"][1]["start"].startswith("2026-12-22")
+    phone = await client.post("/api/v1/holds", json=body, headers=agent)
+    assert phone.status_code == 201, phone.text
+    assert phone.json()["appointments"][1]["start"].startswith("2026-12-21")
