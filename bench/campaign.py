@@ -48,6 +48,8 @@ FIRST = "impfung-erstimpfung"
 REFUSALS = {
     (409, "campaign_full"), (409, "limit_reached"), (409, "waitlist_first"),
     (403, "not_eligible"), (409, "slot_full"),
+    # the same person held again meanwhile (one series hold per person: the newer one counts)
+    (409, "hold_expired"),
 }  # fmt: skip
 
 

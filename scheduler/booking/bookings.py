@@ -220,6 +220,15 @@ def series_claim(campaign_id: str) -> str:
     return f"campaign:{campaign_id}"[:64]
 
 
+def attendee_keys(secret: str, citizen: Person) -> list[str]:
+    """The keys a person's limits (one series, active bookings of a service) are counted by:
+    the attendee's name and birth date, and their own e-mail address and phone number."""
+    return codes.person_keys(
+        secret, email=citizen.email, phone=citizen.phone, name=citizen.name,
+        birth_date=citizen.birth_date,
+    )  # fmt: skip
+
+
 def person_columns(request: BookingRequest) -> dict[str, Any]:
     """The attendee and the contact (the attendee when nobody else is named) as stored on a
     booking or a waiting-list entry."""
@@ -318,9 +327,17 @@ class BookingService:
             service_ids, start, seats, channel, now,
             citizen=citizen, series=series, second_start=second_start,
         )  # fmt: skip
-        return await self.reservations.hold(
+        hold = await self.reservations.hold(
             visit, channel, now, self.core.hold_seconds, claimed=False
         )
+        campaign = campaigns.campaign_of(self.catalog, service_ids)
+        if visit.second_service_id is not None and campaign is not None and citizen is not None:
+            # one live series hold per person: a new one replaces the previous (no hoarding)
+            keys = attendee_keys(self.core.secret_key, citizen)
+            await self.reservations.one_per_person(
+                hold, [f"{campaign.id}:{k}" for k in keys], self.core.hold_seconds
+            )
+        return hold
 
     async def plan(
         self,
@@ -426,10 +443,7 @@ class BookingService:
         )
         columns: list[Any] = [left, waiting]
         if citizen is not None:
-            keys = codes.person_keys(
-                self.core.secret_key, email=citizen.email, phone=citizen.phone,
-                name=citizen.name, birth_date=citizen.birth_date,
-            )  # fmt: skip
+            keys = attendee_keys(self.core.secret_key, citizen)
             columns.append(
                 select(m.PersonClaim.booking_id)
                 .where(
@@ -589,6 +603,9 @@ class BookingService:
             secret, email=who.email, phone=who.phone, name=citizen.name,
             birth_date=citizen.birth_date,
         )  # fmt: skip
+        # limits count the attendee: their own identifiers, never a contact person's (a
+        # daughter books both parents' series with her address)
+        claim_keys = attendee_keys(secret, citizen)
         booking_id = uuid.uuid4().hex
         reference = codes.new_reference()
         status = m.BookingStatus.PENDING if offer is not None else m.BookingStatus.CONFIRMED
@@ -683,7 +700,7 @@ class BookingService:
             and offer is None
         ):
             # (the one-statement path writes one appointment: a series takes the generic one)
-            claims = [(sid, pk) for sid in payload.service_ids for pk in person_keys]
+            claims = [(sid, pk) for sid in payload.service_ids for pk in claim_keys]
             await pgfast.insert_booking(
                 self.core.engine, booking_row, appointment_rows[0], audit_row, hold.cells, claims,
                 messages, (key, body, now) if key is not None and body is not None else None,
@@ -693,14 +710,14 @@ class BookingService:
         async with self.core.engine.begin() as session:
             slot_ids = await self._take_seats(session, hold.cells)
             await session.execute(INSERT_BOOKING, booking_row)
-            await self._claim_person(session, booking_id, all_service_ids, person_keys)
+            await self._claim_person(session, booking_id, all_service_ids, claim_keys)
             if series_of is not None:
                 await session.execute(
                     INSERT_CLAIM,
                     [
                         {"service_id": series_claim(series_of), "person_key": pk, "n": 1,
                          "booking_id": booking_id}
-                        for pk in person_keys
+                        for pk in claim_keys
                     ],
                 )  # fmt: skip
             await session.execute(INSERT_APPOINTMENT, appointment_rows)

@@ -318,6 +318,7 @@ class Reservations:
         self._free = redis.register_script(scripts.FREE)
         self._sweep = redis.register_script(scripts.SWEEP)
         self._touch_feeds = redis.register_script(scripts.TOUCH_FEEDS)
+        self._one_per_person = redis.register_script(scripts.ONE_PER_PERSON)
 
     async def hold(
         self, visit: Visit, channel: str, now: datetime, hold_seconds: int, *, claimed: bool
@@ -366,6 +367,22 @@ class Reservations:
         return Hold(
             hold_id, token, visit.location_id, expires, CellRef.decode_all(cells_text), payload
         )
+
+    async def one_per_person(self, hold: Hold, person_keys: list[str], ttl_seconds: int) -> int:
+        """Make ``hold`` the person's one live series hold: an earlier one still only held is
+        released (best effort: the person claims at confirm are the hard limit). Returns how
+        many were released."""
+        keys = Keys(hold.location_id)
+        try:
+            released = await self._one_per_person(
+                keys=[keys.version, keys.hold_index],
+                args=[hold.location_id, hold.token, ttl_seconds * 1000, *person_keys],
+            )
+        except RedisError:
+            return 0
+        if released:
+            self._changed(hold.location_id)
+        return int(released)
 
     async def claim(self, hold_id: str, now: datetime) -> Hold:
         """Claim a live hold for confirming (only once); HoldExpired otherwise."""

@@ -189,6 +189,40 @@ return 1
 """
 )
 
+# One series hold per person: the person's keys (``sp:<campaign>:<person key>``, in the
+# location's hash tag) point to their newest series hold; a previous hold they pointed to is
+# released if it is still only held (not being confirmed). KEYS[1] version, KEYS[2] hold index;
+# ARGV: location, new token, ttl ms, person keys... Returns the holds released.
+ONE_PER_PERSON = (
+    _GIVE_BACK_FN
+    + """
+local base = string.sub(KEYS[1], 1, -4)
+local released = 0
+local seen = {}
+for i = 4, #ARGV do
+  local pkey = base .. 'sp:' .. ARGV[i]
+  local old = redis.call('GET', pkey)
+  redis.call('SET', pkey, ARGV[2], 'PX', ARGV[3])
+  if old and old ~= ARGV[2] and not seen[old] then
+    seen[old] = true
+    local hkey = base .. 'h:' .. old
+    local h = redis.call('HMGET', hkey, 'st', 'cells', 'o')
+    if h[1] == 'held' then
+      give_back(base, h[2], h[3])
+      redis.call('DEL', hkey)
+      redis.call('ZREM', KEYS[2], old)
+      released = released + 1
+    end
+  end
+end
+if released > 0 then
+  redis.call('INCR', KEYS[1])
+  redis.call('PUBLISH', 'sch:changes', ARGV[1])
+end
+return released
+"""
+)
+
 # Mark a hold confirmed: its seats (and the online budget it took) now belong to a booking in
 # SQL, and the feed version of each of its calendars changes. The record stays until
 # ``keep`` (ms) with the reconcile epoch, so a reconcile that read SQL before the booking was

@@ -233,20 +233,20 @@ async def test_confirm_books_both_doses_and_cancel_frees_both(
     assert len(one_step.json()["appointments"]) == 2
 
 
-async def test_two_concurrent_confirms_of_one_person_book_one_series(
+async def test_two_concurrent_bookings_of_one_person_book_one_series(
     client: Client, core: Core, agent: dict[str, str]
 ) -> None:
-    holds = [
-        (await hold(client, agent, series=True, start=local(MONDAY, h).isoformat())).json()
-        for h in (8, 9)
-    ]
+    """(Two holds of one person cannot both live — the second replaces the first — so the
+    concurrent attempts book in one step.)"""
     answers = await asyncio.gather(
         *(
             client.post(
-                "/api/v1/bookings", json={"hold_id": h["hold_id"], "citizen": citizen()},
+                "/api/v1/bookings",
+                json={"service_id": FIRST, "start": local(MONDAY, h).isoformat(),
+                      "series": True, "citizen": citizen()},
                 headers=agent,
             )
-            for h in holds
+            for h in (8, 9)
         )
     )  # fmt: skip
     assert sorted(a.status_code for a in answers) == [201, 409], [a.text for a in answers]
@@ -306,3 +306,63 @@ async def test_many_concurrent_series_never_leave_half_a_series(
     # the Redis counters agree: nothing half-held is left behind
     assert await free(client, agent, SECOND, second_day) == 0
     assert await free(client, agent, FIRST, MONDAY) == 228 - 114
+
+
+async def test_a_person_holds_one_series_at_a_time(
+    client: Client, core: Core, agent: dict[str, str]
+) -> None:
+    """A new series hold of the same person (by name and birth date, or their e-mail address)
+    replaces the previous one: hoarding holds is impossible; other people are not touched."""
+    before = await free(client, agent, FIRST, MONDAY)
+    first = await hold(client, {}, series=True)
+    assert first.status_code == 201, first.text
+    other = await hold(client, {}, series=True, citizen=citizen(1))
+    assert other.status_code == 201, other.text
+    assert await free(client, agent, FIRST, MONDAY) == before - 2
+    # the same person again (another address): the first hold is given back
+    again = citizen() | {"email": "andere@example.org"}
+    for hour in (9, 10, 11):
+        response = await hold(
+            client, {}, series=True, citizen=again, start=local(MONDAY, hour).isoformat()
+        )
+        assert response.status_code == 201, response.text
+    assert await free(client, agent, FIRST, MONDAY) == before - 2
+    late = await client.post(
+        "/api/v1/bookings", json={"hold_id": first.json()["hold_id"], "citizen": citizen()}
+    )
+    assert_problem(late, 409, "hold_expired")
+    # the same e-mail address under another name is the same person too
+    same_mail = citizen(2) | {"email": citizen(1)["email"]}
+    assert (await hold(client, {}, series=True, citizen=same_mail)).status_code == 201
+    gone = await client.post(
+        "/api/v1/bookings", json={"hold_id": other.json()["hold_id"], "citizen": citizen(1)}
+    )
+    assert_problem(gone, 409, "hold_expired")
+    assert await free(client, agent, FIRST, MONDAY) == before - 2
+
+
+async def test_a_daughter_books_both_parents_series_with_her_address(
+    client: Client, core: Core
+) -> None:
+    """Limits count the attendee, not the contact person: one contact, two series."""
+    daughter = {"name": "Karin Krause", "email": "karin@example.org"}
+    mother = {"name": "Hildegard Krause", "birth_date": "1941-05-17", "postcode": "39517"}
+    father = {"name": "Otto Krause", "birth_date": "1939-02-03", "postcode": "39517"}
+    for hour, parent in ((8, mother), (9, father)):
+        response = await client.post(
+            "/api/v1/bookings",
+            json={
+                "service_id": FIRST, "start": local(MONDAY, hour).isoformat(), "series": True,
+                "citizen": parent, "contact": daughter,
+            },
+        )  # fmt: skip
+        assert response.status_code == 201, response.text
+    # the mother a second time, with the same contact: refused
+    again = await client.post(
+        "/api/v1/bookings",
+        json={
+            "service_id": FIRST, "start": local(MONDAY, 10).isoformat(), "series": True,
+            "citizen": mother, "contact": daughter,
+        },
+    )  # fmt: skip
+    assert_problem(again, 409, "limit_reached")
