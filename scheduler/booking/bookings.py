@@ -17,6 +17,7 @@ hold is marked confirmed; if the transaction fails, the hold's seats are given b
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
@@ -92,6 +93,36 @@ TAKE_PLACE = (
     .where(m.Campaign.id == bindparam("b_campaign"), m.Campaign.taken < m.Campaign.places)
     .values(taken=m.Campaign.taken + 1)
     .returning(m.Campaign.id)
+)
+# the early refusals of a campaign's first dose (see ``_check_campaign``): places left, someone
+# waiting on the list, and (for a person) a series of theirs
+_PLACES_LEFT = (
+    select(m.Campaign.places - m.Campaign.taken)
+    .where(m.Campaign.id == bindparam("b_campaign"))
+    .scalar_subquery()
+)
+_WAITING = (
+    select(m.WaitlistEntry.id)
+    .where(
+        m.WaitlistEntry.campaign_id == bindparam("b_campaign"),
+        m.WaitlistEntry.status.in_(
+            (m.WaitlistStatus.WAITING.value, m.WaitlistStatus.OFFERING.value)
+        ),
+    )
+    .limit(1)
+    .scalar_subquery()
+)
+CAMPAIGN_STATE = select(_PLACES_LEFT, _WAITING)
+CAMPAIGN_STATE_FOR_PERSON = select(
+    _PLACES_LEFT,
+    _WAITING,
+    select(m.PersonClaim.booking_id)
+    .where(
+        m.PersonClaim.service_id == bindparam("b_claim"),
+        m.PersonClaim.person_key.in_(bindparam("b_keys", expanding=True)),
+    )
+    .limit(1)
+    .scalar_subquery(),
 )
 # the control runs of the race tests only (guards switched off): places are not limited
 TAKE_PLACE_UNGUARDED = (
@@ -404,16 +435,17 @@ class BookingService:
         low, high = campaigns.second_dose_days(campaign, visit.start.astimezone(tz).date())
         _, free = await self.core.free_starts(second_id, low, high, now, channel=channel)
         candidates: list[Visit] = []
+        options = 0  # the script gets at most MAX_SECOND_OPTIONS: plan no more visits
         for moment, _end, left in free:
             if left < seats:
                 continue
             try:
-                candidates.append(
-                    plan_visit(catalog, [second_id], moment, seats, now, channel=channel)
-                )
+                candidate = plan_visit(catalog, [second_id], moment, seats, now, channel=channel)
             except ValidationFailed:
                 continue
-            if len(candidates) == MAX_SECOND_OPTIONS:
+            candidates.append(candidate)
+            options += math.prod(len(group) for group in candidate.groups)
+            if options >= MAX_SECOND_OPTIONS:
                 break
         if not candidates:
             raise SlotFull()
@@ -425,36 +457,15 @@ class BookingService:
         """The early refusals of a first dose, in one round trip: every place given out, people
         waiting on the list, or (with ``citizen``) this person holding a series already. The
         confirm's conditional update and person claims are what enforce them."""
-        waiting = (
-            select(m.WaitlistEntry.id)
-            .where(
-                m.WaitlistEntry.campaign_id == campaign_id,
-                m.WaitlistEntry.status.in_(
-                    (m.WaitlistStatus.WAITING.value, m.WaitlistStatus.OFFERING.value)
-                ),
-            )
-            .limit(1)
-            .scalar_subquery()
-        )
-        left = (
-            select(m.Campaign.places - m.Campaign.taken)
-            .where(m.Campaign.id == campaign_id)
-            .scalar_subquery()
-        )
-        columns: list[Any] = [left, waiting]
+        params: dict[str, Any] = {"b_campaign": campaign_id}
+        statement = CAMPAIGN_STATE
         if citizen is not None:
-            keys = attendee_keys(self.core.secret_key, citizen)
-            columns.append(
-                select(m.PersonClaim.booking_id)
-                .where(
-                    m.PersonClaim.service_id == series_claim(campaign_id),
-                    m.PersonClaim.person_key.in_(keys),
-                )
-                .limit(1)
-                .scalar_subquery()
-            )
-        async with self.core.sessions() as session:
-            row = (await session.execute(select(*columns))).one()
+            statement = CAMPAIGN_STATE_FOR_PERSON
+            params["b_claim"] = series_claim(campaign_id)
+            params["b_keys"] = attendee_keys(self.core.secret_key, citizen) or [""]
+        # a plain connection and a statement built once: this runs for every hold of the rush
+        async with self.core.engine.connect() as conn:
+            row = (await conn.execute(statement, params)).one()
         if citizen is not None and row[2] is not None:
             raise LimitReached()
         if not places:

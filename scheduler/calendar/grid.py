@@ -45,6 +45,7 @@ from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from operator import attrgetter
 from zoneinfo import ZoneInfo
 
@@ -297,6 +298,7 @@ def _end_to_utc(day: date, wall_time: time, tz: ZoneInfo) -> datetime:
     return earlier
 
 
+@lru_cache(maxsize=8192)
 def local_midnight(day: date, tz: ZoneInfo) -> datetime:
     """Aware UTC instant of 00:00 local time on ``day`` (its first instant if 00:00 repeats;
     the first existing instant of the day if the zone skips midnight)."""
