@@ -45,6 +45,7 @@ STATUS = {
     "waitlist_first": 409,
     "offer_expired": 410,
     "not_an_offer": 409,
+    "offer_pending": 409,
     "capacity_below_booked": 409,
     "already_changed": 409,
     "body_too_large": 413,
@@ -140,6 +141,19 @@ TEXTS: dict[str, dict[str, tuple[str, str]]] = {
         "de": ("Kein Angebot", "Diese Buchung ist kein Angebot der Warteliste."),
         "en": ("Not an offer", "This booking is no offer of a waiting list."),
     },
+    "offer_pending": {
+        "de": (
+            "Angebot offen",
+            "Ihnen ist ein Termin angeboten (Buchung {reference}). Bitte nehmen Sie das Angebot "
+            "an oder sagen Sie den angebotenen Termin ab; mit der Absage verlassen Sie auch die "
+            "Warteliste.",
+        ),
+        "en": (
+            "Offer open",
+            "An appointment is offered to you (booking {reference}). Please accept the offer or "
+            "cancel the offered booking; cancelling it also takes you off the waiting list.",
+        ),
+    },
     "capacity_below_booked": {
         "de": (
             "Kapazität zu klein",
@@ -233,6 +247,8 @@ NOT_FOUND_DETAIL = {
         "booking": "Diese Buchung gibt es nicht.",
         "feed_token": "Diesen Feed-Schlüssel gibt es nicht.",
         "notification": "Diese Nachricht gibt es nicht.",
+        "waitlist_entry": "Diesen Eintrag auf der Warteliste gibt es nicht.",
+        "campaign": "Die Aktion „{ident}“ gibt es nicht.",
         "slot": "Zu dieser Zeit beginnt in diesem Kalender kein Slot.",
         "route": "Unter dieser Adresse gibt es nichts.",
     },
@@ -244,6 +260,8 @@ NOT_FOUND_DETAIL = {
         "booking": "There is no such booking.",
         "feed_token": "There is no such feed token.",
         "notification": "There is no such message.",
+        "waitlist_entry": "There is no such waiting-list entry.",
+        "campaign": "There is no campaign '{ident}'.",
         "slot": "No slot of this calendar starts at this time.",
         "route": "There is nothing at this address.",
     },

@@ -5,6 +5,8 @@
   not secrets.
 * Manage tokens: HMAC-SHA256 over the booking id and a token version under the server secret,
   base64url (256 bits). Never stored; bumping the version revokes every link.
+* Waiting-list tokens: the same HMAC over ``waitlist:<entry id>`` (another namespace, so an
+  entry's token never equals a booking's manage token). Never stored either.
 * Person keys: keyed hashes of normalized e-mail, phone (E.164) and name + birth date, so the
   per-person limit can be enforced without storing identifiers twice.
 """
@@ -65,6 +67,17 @@ def manage_token(secret: str, booking_id: str, version: int) -> str:
 
 def token_matches(secret: str, booking_id: str, version: int, presented: str) -> bool:
     expected = manage_token(secret, booking_id, version)
+    return hmac.compare_digest(expected.encode(), presented.encode("utf-8", "replace"))
+
+
+def waitlist_token(secret: str, entry_id: int) -> str:
+    """The token a person on a waiting list sees and leaves their entry with."""
+    digest = hmac.new(secret.encode(), f"waitlist:{entry_id}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def waitlist_token_matches(secret: str, entry_id: int, presented: str) -> bool:
+    expected = waitlist_token(secret, entry_id)
     return hmac.compare_digest(expected.encode(), presented.encode("utf-8", "replace"))
 
 

@@ -23,6 +23,21 @@
   declines (cancels) ends the entry as ``withdrawn``.
 - **Freed seats go to the list first**: while anyone waits, first-dose holds by others are
   :class:`WaitlistFirst` (see ``bookings``); only what the list cannot take is public again.
+- **The person's view** (:meth:`Waitlist.entry`): status, place in line while waiting, channel,
+  the offered or booked booking's reference. The person is authorized by the entry's token
+  (``codes.waitlist_token``: derived, never stored, returned once when joining); ``offering``
+  (an offer run's claim, seconds long) reads as ``waiting``.
+- **Leave** (:meth:`Waitlist.leave`): a waiting entry ends as ``withdrawn``, its keys go (the
+  person may join again), audit ``waitlist.leave``. An entry that ended already stays as it is
+  (leaving twice is fine). While an offer is open the entry is not left: :class:`OfferPending`
+  tells the person to accept or cancel the offered booking (cancelling it ends the entry as
+  ``withdrawn`` too) — a pending booking is not cancelled as a side effect of another route.
+  An offer run that had claimed the entry meanwhile loses its claim and books nothing.
+- **Closing**: when a campaign's window has closed, entries still waiting end as ``withdrawn``
+  (the job, via ``retention.end_closed_waitlists``); ``retention`` erases the personal data of
+  ended entries after the retention period.
+- **Agents' list** (:meth:`Waitlist.entries`): a campaign's entries in line order, a page at a
+  time (``after`` an entry id), with the place in line of those waiting.
 """
 
 from __future__ import annotations
@@ -37,7 +52,7 @@ from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
-from scheduler.booking import campaigns, codes, outbox
+from scheduler.booking import campaigns, codes, outbox, retention
 from scheduler.booking import models as m
 from scheduler.booking.bookings import (
     Actor,
@@ -54,10 +69,12 @@ from scheduler.booking.catalog import CampaignInfo
 from scheduler.booking.errors import (
     AlreadyChanged,
     CampaignFull,
+    DomainError,
     FieldError,
     LimitReached,
     NotAnOffer,
     NotEligible,
+    NotFound,
     OfferExpired,
     ReservationUnavailable,
     SlotFull,
@@ -76,6 +93,18 @@ CLAIM_SECONDS = 120  # an offer run's lease on the entry it serves
 MAX_STARTS = 20  # first-dose starts one offer tries
 MAX_OFFERS = 50  # offers per campaign and run
 MAX_DAYS = 92
+MAX_PAGE = 200  # entries per page of the agents' list
+WAITING = (S.WAITING.value, S.OFFERING.value)  # still in line (an offer run's claim included)
+
+
+class OfferPending(DomainError):
+    """409 ``offer_pending``: the entry has an open offer; accept or cancel the offered
+    booking (``reference``) instead of leaving the list."""
+
+    code = "offer_pending"
+
+    def __init__(self, reference: str) -> None:
+        super().__init__(reference=reference)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,11 +115,32 @@ class Joined:
     channel: str
 
 
+@dataclass(frozen=True, slots=True)
+class EntryView:
+    """An entry as its person and the agents see it (personal fields None once erased)."""
+
+    entry_id: int
+    campaign_id: str
+    service_id: str
+    status: str  # ``offering`` reads as ``waiting``
+    position: int | None  # place in line while waiting, else None
+    channel: str
+    created_at: datetime
+    language: str
+    name: str | None
+    contact_name: str | None
+    email: str | None
+    phone: str | None
+    reference: str | None  # the offered or booked booking
+    respond_by: datetime | None  # an open offer's deadline
+
+
 @dataclass(slots=True)
 class OfferReport:
     offered: int = 0
     lapsed: int = 0
     withdrawn: int = 0
+    closed: int = 0  # entries whose campaign's window closed while they waited
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +160,26 @@ def _blank() -> bytes:
     return b""
 
 
+def _view(entry: W, reference: str | None, position: int | None) -> EntryView:
+    status = S.WAITING.value if entry.status == S.OFFERING.value else entry.status
+    return EntryView(
+        entry_id=entry.id,
+        campaign_id=entry.campaign_id,
+        service_id=entry.service_id,
+        status=status,
+        position=position,
+        channel=entry.channel,
+        created_at=entry.created_at,
+        language=entry.language,
+        name=entry.attendee_name,
+        contact_name=entry.contact_name,
+        email=entry.contact_email,
+        phone=entry.contact_phone,
+        reference=codes.format_reference(reference) if reference else None,
+        respond_by=entry.offer_until if entry.status == S.OFFERED.value else None,
+    )
+
+
 class Waitlist:
     def __init__(self, core: Any, bookings: BookingService, *, offer_hours: int = 24) -> None:
         self.core = core
@@ -118,6 +188,12 @@ class Waitlist:
 
     def now(self) -> datetime:
         return self.core.clock.now()  # type: ignore[no-any-return]
+
+    def token_for(self, entry_id: int) -> str:
+        return codes.waitlist_token(self.core.secret_key, entry_id)
+
+    def token_matches(self, entry_id: int, presented: str) -> bool:
+        return codes.waitlist_token_matches(self.core.secret_key, entry_id, presented)
 
     # -- join -------------------------------------------------------------------------------
 
@@ -192,27 +268,136 @@ class Waitlist:
         """1 for the next person to get an offer; 0 once the entry no longer waits."""
         async with self.core.sessions() as session:
             entry = await session.get(W, entry_id)
-            if entry is None or entry.status not in (S.WAITING.value, S.OFFERING.value):
+            if entry is None or entry.status not in WAITING:
                 return 0
-            ahead = await session.scalar(
-                select(func.count())
-                .select_from(W)
-                .where(
-                    W.campaign_id == entry.campaign_id,
-                    W.status.in_((S.WAITING.value, S.OFFERING.value)),
-                    W.id <= entry_id,
+            return await self._ahead(session, entry.campaign_id, entry_id) + 1
+
+    # -- the person's view, leaving, the agents' list ---------------------------------------
+
+    async def entry(self, entry_id: int) -> EntryView:
+        async with self.core.sessions() as session:
+            row = (
+                await session.execute(
+                    select(W, m.Booking.reference)
+                    .outerjoin(m.Booking, m.Booking.id == W.booking_id)
+                    .where(W.id == entry_id)
                 )
-            )
-        return int(ahead or 0)
+            ).first()
+            if row is None:
+                raise NotFound("waitlist_entry", str(entry_id))
+            entry, reference = row
+            position = None
+            if entry.status in WAITING:
+                position = await self._ahead(session, entry.campaign_id, entry_id) + 1
+        return _view(entry, reference, position)
+
+    async def leave(self, entry_id: int, actor: Actor) -> EntryView:
+        """The person leaves the list (see the module's docstring): idempotent; refused with
+        :class:`OfferPending` while an offer waits for their answer."""
+        now = self.now()
+        async with self.core.sessions() as session, session.begin():
+            left = (
+                await session.execute(
+                    update(W)
+                    .where(W.id == entry_id, W.status.in_(WAITING))
+                    .values(
+                        status=S.WITHDRAWN.value, claim_token=None, claim_until=None,
+                        updated_at=now,
+                    )
+                    .returning(W.campaign_id)
+                    .execution_options(synchronize_session=False)
+                )
+            ).first()  # fmt: skip
+            if left is not None:
+                await session.execute(
+                    delete(m.WaitlistKey).where(m.WaitlistKey.entry_id == entry_id)
+                )
+                session.add(
+                    m.AuditEvent(
+                        at=now, actor=actor.name, action="waitlist.leave", booking_id=None,
+                        request_id=actor.request_id,
+                        details={"campaign": left.campaign_id, "entry": entry_id},
+                    )
+                )  # fmt: skip
+            else:
+                found = (
+                    await session.execute(
+                        select(W.status, m.Booking.reference)
+                        .outerjoin(m.Booking, m.Booking.id == W.booking_id)
+                        .where(W.id == entry_id)
+                    )
+                ).first()
+                if found is None:
+                    raise NotFound("waitlist_entry", str(entry_id))
+                if found.status == S.OFFERED.value:
+                    raise OfferPending(codes.format_reference(found.reference or ""))
+        return await self.entry(entry_id)
+
+    async def entries(
+        self, campaign_id: str, *, status: str | None = None, after: int = 0, limit: int = 50
+    ) -> list[EntryView]:
+        """A page of a campaign's entries in line order (``id``), those after entry ``after``;
+        ``status`` filters (``waiting`` includes an offer run's claim)."""
+        limit = max(1, min(limit, MAX_PAGE))
+        query = (
+            select(W, m.Booking.reference)
+            .outerjoin(m.Booking, m.Booking.id == W.booking_id)
+            .where(W.campaign_id == campaign_id, W.id > after)
+            .order_by(W.id)
+            .limit(limit)
+        )
+        if status == S.WAITING.value:
+            query = query.where(W.status.in_(WAITING))
+        elif status is not None:
+            query = query.where(W.status == status)
+        async with self.core.sessions() as session:
+            rows = [(entry, reference) for entry, reference in await session.execute(query)]
+            if not rows:
+                return []
+            ahead = await self._ahead(session, campaign_id, rows[0][0].id)
+        out = []
+        for entry, reference in rows:
+            position = None
+            if entry.status in WAITING:
+                ahead += 1
+                position = ahead
+            out.append(_view(entry, reference, position))
+        return out
+
+    @staticmethod
+    async def _ahead(session: Any, campaign_id: str, entry_id: int) -> int:
+        """How many of the campaign's entries wait in line before entry ``entry_id``."""
+        count = await session.scalar(
+            select(func.count())
+            .select_from(W)
+            .where(W.campaign_id == campaign_id, W.status.in_(WAITING), W.id < entry_id)
+        )
+        return int(count or 0)
 
     # -- the job ----------------------------------------------------------------------------
 
     async def run_once(self) -> OfferReport:
-        """The scheduled job: let due offers lapse, then offer what is free."""
+        """The scheduled job: end the lists of closed campaigns, let due offers lapse, then
+        offer what is free."""
         report = OfferReport()
+        report.closed = await self.close_lists()
         report.lapsed = await self.lapse_due()
         await self.offer_next(report)
         return report
+
+    async def close_lists(self) -> int:
+        """Entries still waiting when their campaign's window has closed leave the list."""
+        now = self.now()
+        if not any(
+            c.closes_at is not None and c.closes_at < now
+            for c in self.core.catalog.campaigns.values()
+        ):
+            return 0
+        async with self.core.sessions() as session, session.begin():
+            closed = await retention.end_closed_waitlists(session, now)
+        if closed:
+            log.info("waiting lists of closed campaigns ended", extra={"entries": closed})
+        return closed
 
     async def lapse_due(self) -> int:
         now = self.now()

@@ -1,5 +1,6 @@
-"""Every route with every kind of caller: no key, a citizen's manage token, an agent key, a
-staff key of the booking's calendars, a staff key of another calendar, an admin key.
+"""Every route with every kind of caller: no key, a citizen's manage token, a waiting-list
+entry's token, an agent key, a staff key of the booking's calendars, a staff key of another
+calendar, an admin key.
 
 The table below must name every route the app has (a new route without an entry fails), so no
 route can be added without deciding who may call it. "Not found" and "not yours" look the
@@ -22,7 +23,8 @@ OWN = "sachbearbeitung-1"
 START = "2026-11-30T09:00:00+01:00"
 
 # who may call: public (anyone), token (manage token, agent, admin, staff of the booking's
-# calendars), feed (its feed token only), agent, admin, staff (of that calendar; admin too)
+# calendars), feed (its feed token only), agent, admin, staff (of that calendar; admin too),
+# entry (a waiting-list entry's token, agent, admin)
 ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/health"): "public",
     ("GET", "/api/v1/locations"): "public",
@@ -41,6 +43,9 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/buchung/{reference:str}/annehmen"): "token",
     ("POST", "/api/v1/waitlist"): "public",
     ("POST", "/api/v1/waitlist/offers/{reference:str}/accept"): "token",
+    ("GET", "/api/v1/waitlist"): "agent",
+    ("GET", "/api/v1/waitlist/{entry_id:int}"): "entry",
+    ("POST", "/api/v1/waitlist/{entry_id:int}/leave"): "entry",
     ("GET", "/api/v1/calendars/{calendar_id:str}/feed.ics"): "feed",
     ("GET", "/api/v1/agent/next-slots"): "agent",
     ("GET", "/api/v1/agent/bookings"): "agent",
@@ -80,7 +85,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/api/v1/keys"): {"role": "agent", "name": "Neu"},
     ("POST", "/api/v1/feeds"): {"calendar_id": OWN},
 }
-CALLERS = ["nobody", "manage_token", "agent", "staff_own", "staff_other", "admin"]
+CALLERS = ["nobody", "manage_token", "waitlist_token", "agent", "staff_own", "staff_other", "admin"]
 DENIED = {401, 403, 404}
 
 
@@ -89,7 +94,7 @@ def expected(kind: str, caller: str) -> int | None:
     key_routes = {"agent", "admin", "staff"}
     if kind == "public":
         return None
-    if kind in key_routes and caller in ("nobody", "manage_token"):
+    if kind in key_routes and caller in ("nobody", "manage_token", "waitlist_token"):
         return 401  # a manage token is never a key
     if kind == "admin":
         return None if caller == "admin" else 403
@@ -100,7 +105,9 @@ def expected(kind: str, caller: str) -> int | None:
             return 403
         return 404 if caller == "staff_other" else None
     if kind == "token":
-        return 404 if caller in ("nobody", "staff_other") else None
+        return 404 if caller in ("nobody", "staff_other", "waitlist_token") else None
+    if kind == "entry":  # a booking's manage token or a staff key opens no entry
+        return None if caller in ("waitlist_token", "agent", "admin") else 404
     if kind == "feed":
         return 404  # only its feed token opens a feed; no key, no manage token
     raise AssertionError(kind)
@@ -131,11 +138,23 @@ async def callers(client: Client, core: Core) -> dict[str, Any]:
     )
     assert booked.status_code == 201, booked.text
     body = booked.json()
+    joined = await client.post(
+        "/api/v1/waitlist",
+        json={
+            "service_id": "impfung-erstimpfung",
+            "citizen": {"name": "Karl Muster", "email": "karl@example.org",
+                        "birth_date": "1930-01-01", "postcode": "39517"},
+        },
+    )  # fmt: skip
+    assert joined.status_code == 201, joined.text
+    entry = joined.json()
     return {
         "reference": body["reference"],
+        "entry_id": entry["entry_id"],
         "headers": {
             "nobody": {},
             "manage_token": {"Authorization": f"Bearer {body['manage_token']}"},
+            "waitlist_token": {"Authorization": f"Bearer {entry['token']}"},
             "agent": bearer(await make_key(core, "agent")),
             "staff_own": bearer(own),
             "staff_other": bearer(await make_key(core, "staff", ["schalter-1"])),
@@ -144,9 +163,10 @@ async def callers(client: Client, core: Core) -> dict[str, Any]:
     }
 
 
-def concrete(path: str, reference: str) -> str:
+def concrete(path: str, reference: str, entry_id: int) -> str:
     return (
         path.replace("{reference:str}", reference)
+        .replace("{entry_id:int}", str(entry_id))
         .replace("{calendar_id:str}", OWN)
         .replace("{service_id:str}", "hund-anmelden")
         .replace("{hold_id:str}", "rathaus.nothing")
@@ -164,16 +184,19 @@ async def test_every_route_with_every_caller(
     headers = callers["headers"][caller]
     wrong: list[str] = []
     # harmless, valid-looking requests; the cancelling ones run last
-    order = sorted(ROUTES, key=lambda r: ("cancel" in r[1] or "absagen" in r[1], r))
+    order = sorted(
+        ROUTES, key=lambda r: (any(w in r[1] for w in ("cancel", "absagen", "leave")), r)
+    )
     for method, path in order:
         kind = ROUTES[(method, path)]
-        url = concrete(path, callers["reference"])
+        url = concrete(path, callers["reference"], callers["entry_id"])
         params = {
             "booking": callers["reference"],
             "from": "2026-11-30",
             "to": "2026-11-30",
             "date": "2026-11-30",
             "reference": callers["reference"],
+            "campaign": "impfung-76plus",
         }
         json_body: Any = BODIES.get((method, path), {})
         response = await client.request(
@@ -205,3 +228,10 @@ async def test_not_yours_is_the_same_answer_as_not_there(
         assert theirs.status_code == missing.status_code == 404
         assert theirs.json()["code"] == missing.json()["code"] == "not_found"
         assert theirs.json()["title"] == missing.json()["title"]
+    # a waiting-list entry: a staff key or a booking's manage token is not its token
+    entry_id = callers["entry_id"]
+    for headers in (callers["headers"]["staff_own"], callers["headers"]["manage_token"]):
+        theirs = await client.get(f"/api/v1/waitlist/{entry_id}", headers=headers)
+        missing = await client.get(f"/api/v1/waitlist/{entry_id + 1000}", headers=headers)
+        assert theirs.status_code == missing.status_code == 404
+        assert theirs.json() == missing.json()
