@@ -37,7 +37,12 @@ def make_mailer(settings: Settings) -> Mailer:
 
 
 def make_dispatcher(core: Core, settings: Settings) -> Dispatcher:
-    return Dispatcher(core, make_mailer(settings), sender=settings.mail_from)
+    return Dispatcher(
+        core,
+        make_mailer(settings),
+        sender=settings.mail_from,
+        lease_seconds=settings.outbox_lease_seconds,
+    )
 
 
 def start_jobs(core: Core, dispatcher: Dispatcher) -> AsyncIOScheduler:

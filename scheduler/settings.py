@@ -56,6 +56,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     smtp_tls: SmtpTls = SmtpTls.NONE
     mail_from: str = "Terminvergabe <termine@localhost>"
     mail_dir: str = "./mail"
+    # how long a sender owns the messages it claimed; a sender that died is taken over after it
+    outbox_lease_seconds: int = 120
     rate_limits: bool = True
     # abuse limits of anonymous routes: (attempts, seconds); SCHEDULER_RATE_LIMIT_*="30/60"
     rate_limit_holds_per_address: tuple[int, int] = (30, 60)
@@ -107,6 +109,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         positive("retention_days", self.retention_days, 3_650)
         positive("offer_hours", self.offer_hours, 720)
         positive("max_body_bytes", self.max_body_bytes, 100 * 1024 * 1024)
+        if not 10 <= self.outbox_lease_seconds <= 3_600:
+            raise SettingsError(f"{PREFIX}OUTBOX_LEASE_SECONDS must be between 10 and 3600")
         for name in RATE_LIMITS:
             count, seconds = getattr(self, name)
             if not (0 < count <= 1_000_000 and 0 < seconds <= 86_400):

@@ -10,6 +10,7 @@ import re
 from datetime import date, datetime
 from typing import Any
 
+import asyncpg
 import msgspec
 from litestar import Request, Response
 from litestar.exceptions import (
@@ -21,6 +22,7 @@ from litestar.exceptions import (
     ValidationException,
 )
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from scheduler.booking import errors as e
 
@@ -530,7 +532,39 @@ def _body_field(message: str, default: str) -> str:
     return path or default
 
 
+def connection_lost(exc: BaseException) -> bool:
+    """A database connection failed under the request (the server restarted, the connection
+    was terminated): its transaction did not commit, unless the failure came in the commit
+    itself, and the caller may try again (with its Idempotency-Key, safely)."""
+    seen: BaseException | None = exc
+    for _ in range(6):
+        if seen is None:
+            return False
+        if isinstance(seen, DBAPIError) and (
+            seen.connection_invalidated or isinstance(seen, (OperationalError, InterfaceError))
+        ):
+            return True
+        if isinstance(
+            seen,
+            (
+                ConnectionError,
+                asyncpg.PostgresConnectionError,
+                asyncpg.InterfaceError,
+                asyncpg.InternalClientError,
+            ),
+        ):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def unexpected_error_response(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    if connection_lost(exc):
+        log.warning(
+            "database connection lost on %s %s: %s", request.method, request.url.path,
+            type(exc).__name__,
+        )  # fmt: skip
+        return problem("unavailable", language_of(request), headers={"Retry-After": "1"})
     log.exception("unexpected error on %s %s", request.method, request.url.path)
     return problem("internal_error", language_of(request))
 

@@ -146,6 +146,17 @@ async def insert_booking(
                 raise SlotFull() from None
             except asyncpg.UniqueViolationError as exc:
                 raise UniqueViolation(exc.constraint_name or str(exc)) from None
+            except (
+                asyncpg.PostgresConnectionError,
+                asyncpg.InterfaceError,
+                asyncpg.InternalClientError,
+                ConnectionError,
+            ):
+                # the connection broke under the statement (terminated, server restarted):
+                # it must not go back to the pool; the caller answers 503 (nothing committed,
+                # unless the break came with the commit)
+                await conn.invalidate()
+                raise
             except asyncpg.DeadlockDetectedError:
                 if attempt == 2:
                     raise SlotFull() from None
