@@ -90,7 +90,10 @@ class Rig:
 
 
 @pytest.fixture
-def rig(tmp_path: Path) -> Iterator[Rig]:
+def rig(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Rig]:
+    """The server with ``request.param`` = (API worker processes, job workers); (2, 1) unless
+    parametrized."""
+    api_workers, job_workers = getattr(request, "param", (2, 1))
     name = f"scheduler_faults_{os.getpid()}"
     db_url = f"{(PG_URL or '').rpartition('/')[0]}/{name}"
     _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
@@ -118,9 +121,12 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
     engine = create_async_engine(db_url, poolclass=NullPool)
     rig: Rig | None = None
     try:
-        with start_server(tmp_path / "serve", args=[], env=env, workers=2, timeout=90) as server:
+        with start_server(
+            tmp_path / "serve", args=[], env=env, workers=api_workers, timeout=120
+        ) as server:
             rig = Rig(server, redis, smtp, db_url, name, engine, env, tmp_path, [])
-            rig.start_job_worker()
+            for _ in range(job_workers):
+                rig.start_job_worker()
             yield rig
     finally:
         for process in rig.workers if rig else []:
@@ -249,3 +255,55 @@ async def test_a_rush_survives_redis_postgres_smtp_and_process_faults(rig: Rig) 
         f"faults: {faults}; answers {dict(statuses)} {dict(codes)}; bookings {len(confirmed)}; "
         f"messages {len(rows)} sent, {duplicates} duplicate(s) with the same Message-ID"
     )
+
+
+@pytest.mark.parametrize("rig", [(4, 2)], indirect=True)
+async def test_four_api_processes_and_two_job_workers(rig: Rig) -> None:
+    """Scale-out without faults: every 201 has its row, nothing over capacity, every message
+    sent exactly once (no sender dies, so no duplicate either), the counters equal SQL."""
+    assert len(rig.server.worker_pids()) == 4
+    base = rig.server.base_url
+    seen: list[tuple[int, Any]] = []
+    tomorrow = date.today() + timedelta(days=1)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
+        async with session.get(
+            f"{base}/api/v1/services/fuenf-plaetze/slots",
+            params={"from": str(tomorrow), "to": str(tomorrow)},
+        ) as response:
+            starts = [row["start"] for row in await response.json()][:40]  # 200 seats
+
+        async def client(n: int) -> None:
+            for attempt in range(len(starts)):  # every start once: the seats all go
+                body = {
+                    "service_id": "fuenf-plaetze",
+                    "start": starts[(n + attempt) % len(starts)],
+                    "citizen": {"name": f"Person {n}-{attempt}",
+                                "email": f"person{n}.{attempt}@example.org"},
+                }  # fmt: skip
+                async with session.post(f"{base}/api/v1/bookings", json=body) as response:
+                    seen.append((response.status, await response.json(content_type=None)))
+
+        await asyncio.gather(*(client(n) for n in range(64)))
+    statuses = Counter(status for status, _ in seen)
+    assert set(statuses) <= {201, 409}, statuses
+    assert statuses[201] == 200  # every seat, none twice
+    created = {a["reference"].replace("-", "") for s, a in seen if s == 201}
+    confirmed = {
+        r[0] for r in await rig.sql("SELECT reference FROM bookings WHERE status = 'confirmed'")
+    }
+    assert created == confirmed
+    assert await over_capacity(rig) == 0  # type: ignore[arg-type]
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        left = await rig.sql(
+            "SELECT count(*) FROM notifications WHERE kind = 'confirmation' AND status <> 'sent'"
+        )
+        if left[0][0] == 0:
+            break
+        await asyncio.sleep(0.5)
+    rows = await rig.sql("SELECT message_id FROM notifications WHERE status = 'sent'")
+    counts = rig.smtp.recorder.accepted()
+    assert sorted(counts) == sorted(r[0] for r in rows)
+    assert set(counts.values()) == {1}  # six senders, each message once
+    stack = Stack(rig.server, rig.redis, rig.db_url, rig.engine)
+    assert await counters_match_sql(stack) == []
