@@ -52,10 +52,18 @@ def setup_logging(level: str = "INFO", *, json_lines: bool | None = None) -> Non
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # at DEBUG, database drivers log statements with their parameters (names, e-mail
+    # addresses): they stay at WARNING whatever the level, as do the chatty ones
     for noisy in (
         "uvicorn.access",
         "apscheduler.executors.default",
         "apscheduler.scheduler",
         "alembic",
+        "aiosqlite",
+        "asyncpg",
+        "sqlalchemy.engine",
+        "sqlalchemy.pool",
+        "aiosmtplib",
+        "mail.log",
     ):
         logging.getLogger(noisy).setLevel(logging.WARNING)
