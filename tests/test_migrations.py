@@ -1,6 +1,7 @@
 """Alembic: an empty SQLite file and an empty PostgreSQL database (one of its own, created and
 dropped here, so the shared test database is left alone) upgrade to head, match the models,
-upgrade again as a no-op, and enforce the seat invariant with a CHECK constraint."""
+upgrade again as a no-op, enforce the seat invariant with a CHECK constraint, and refuse UPDATE
+and DELETE on the audit events (a trigger that a downgrade drops)."""
 
 from __future__ import annotations
 
@@ -212,5 +213,72 @@ async def test_check_constraint_keeps_booked_within_capacity(empty_url: str) -> 
         with pytest.raises(IntegrityError):
             async with engine.begin() as conn:
                 await conn.execute(text("UPDATE slots SET capacity = 1"))
+    finally:
+        await engine.dispose()
+
+
+AUDIT_APPEND_ONLY = "aed1ac978a22"  # the revision that adds the audit_events triggers
+
+
+async def _audit_triggers(engine: AsyncEngine) -> list[str]:
+    if engine.dialect.name == "postgresql":
+        query = (
+            "SELECT tgname FROM pg_trigger "
+            "WHERE tgrelid = 'audit_events'::regclass AND NOT tgisinternal ORDER BY tgname"
+        )
+    else:
+        query = (
+            "SELECT name FROM sqlite_master "
+            "WHERE type = 'trigger' AND tbl_name = 'audit_events' ORDER BY name"
+        )
+    async with engine.connect() as conn:
+        return list((await conn.execute(text(query))).scalars())
+
+
+async def _refused(engine: AsyncEngine, statement: str) -> bool:
+    """True when the database refuses ``statement`` as a change of the append-only table."""
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text(statement))
+    except IntegrityError as exc:
+        return "append-only" in str(exc)
+    return False
+
+
+async def test_audit_events_are_append_only_and_a_downgrade_lifts_it(empty_url: str) -> None:
+    """The database itself refuses UPDATE and DELETE on audit_events (a trigger); downgrading
+    past the revision drops the trigger, upgrading brings it back."""
+    script = ScriptDirectory.from_config(alembic_config(empty_url))
+    before = script.get_revision(AUDIT_APPEND_ONLY).down_revision
+    assert isinstance(before, str)
+    await migrate(empty_url)
+    engine = create_async_engine(empty_url, poolclass=NullPool)
+    insert = (
+        "INSERT INTO audit_events (at, actor, action, details) "
+        "VALUES ('2026-11-23 06:00:00+00:00', 'system', 'test', '{}')"
+    )
+    try:
+        assert await _audit_triggers(engine)
+        async with engine.begin() as conn:
+            await conn.execute(text(insert))
+        assert await _refused(engine, "UPDATE audit_events SET action = 'forged'")
+        assert await _refused(engine, "DELETE FROM audit_events")
+
+        await asyncio.to_thread(command.downgrade, alembic_config(empty_url), before)
+        assert await _audit_triggers(engine) == []
+        assert not await _refused(engine, "UPDATE audit_events SET action = 'changed'")
+        assert not await _refused(engine, "DELETE FROM audit_events")
+        if engine.dialect.name == "postgresql":
+            async with engine.connect() as conn:
+                functions = await conn.execute(
+                    text("SELECT count(*) FROM pg_proc WHERE proname = 'audit_events_append_only'")
+                )
+                assert functions.scalar_one() == 0
+
+        await migrate(empty_url)
+        async with engine.begin() as conn:
+            await conn.execute(text(insert))
+        assert await _refused(engine, "DELETE FROM audit_events")
+        assert await _run(engine, _differences) == []
     finally:
         await engine.dispose()
