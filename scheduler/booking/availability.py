@@ -77,7 +77,7 @@ def day_starts(
 class DayCache:
     """A small LRU of :func:`day_starts` results keyed by the counter bytes they used."""
 
-    def __init__(self, size: int = 4096) -> None:
+    def __init__(self, size: int = 1024) -> None:
         self._size = size
         self._data: OrderedDict[tuple[object, ...], DayStarts] = OrderedDict()
 
