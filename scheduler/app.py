@@ -27,6 +27,7 @@ from scheduler.api.catalog import CatalogController, DayFragments, SlotsCache
 from scheduler.api.closing import CloseCalendarController
 from scheduler.api.health import health
 from scheduler.api.keys import KeysController
+from scheduler.api.metrics import prometheus_metrics
 from scheduler.api.middleware import request_log_middleware
 from scheduler.api.pages import ManagePageController
 from scheduler.api.problems import EXCEPTION_HANDLERS
@@ -39,6 +40,7 @@ from scheduler.booking.ratelimit import Limit, Limits, RateLimiter
 from scheduler.clock import Clock, SystemClock
 from scheduler.jobs import make_dispatcher, start_jobs
 from scheduler.logs import setup_logging
+from scheduler.metrics import MULTIPROC_ENV
 from scheduler.redisconn import connect
 from scheduler.redisproc import RedisServer
 from scheduler.settings import Settings
@@ -54,9 +56,12 @@ def create_app(
     clock: Clock | None = None,
     prepared: bool = False,
     run_jobs: bool = True,
+    metrics_dir: str | None = None,
 ) -> Litestar:
     """The API. ``prepared``: the caller already migrated, materialized and built counters;
-    ``run_jobs``: run the scheduled jobs (dispatch, sweeps, reconcile) in this process too."""
+    ``run_jobs``: run the scheduled jobs (dispatch, sweeps, reconcile) in this process too;
+    ``metrics_dir``: the ``PROMETHEUS_MULTIPROC_DIR`` all worker processes write their metrics
+    to (None: one process, its own values)."""
     settings = settings.with_secret()
     clock = clock or SystemClock(timedelta(seconds=settings.clock_offset_seconds))
 
@@ -96,6 +101,7 @@ def create_app(
             app.state.core = core
             app.state.bookings = core.bookings
             app.state.settings = settings
+            app.state.metrics_dir = metrics_dir
             app.state.slots_cache = SlotsCache()
             app.state.day_fragments = DayFragments()
             app.state.feed_cache = FeedCache()
@@ -140,7 +146,7 @@ def create_app(
         ],
     )
     return Litestar(
-        route_handlers=[api, health, ManagePageController],
+        route_handlers=[api, health, prometheus_metrics, ManagePageController],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         middleware=[request_log_middleware],
@@ -169,4 +175,8 @@ def app_from_env() -> Litestar:
     """Factory for ``uvicorn --factory`` worker processes started by ``scheduler serve``."""
     settings = Settings.from_env(os.environ)
     setup_logging(settings.log_level)
-    return create_app(settings, prepared=os.environ.get(PREPARED_ENV) == "1")
+    return create_app(
+        settings,
+        prepared=os.environ.get(PREPARED_ENV) == "1",
+        metrics_dir=os.environ.get(MULTIPROC_ENV) or None,
+    )

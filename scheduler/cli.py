@@ -13,8 +13,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import signal
 import sys
+import tempfile
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -69,9 +71,15 @@ async def _prepare(settings: Settings, redis_url: str, seed_file: Path | None) -
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    # Metrics: one process keeps its own; with several workers each writes its values to files
+    # in a fresh private folder, which /metrics of any worker adds up. prometheus-client picks
+    # its mode when it is first imported (below), so an inherited folder is dropped first.
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    os.environ.pop("prometheus_multiproc_dir", None)
     import uvicorn
 
     from scheduler.app import PREPARED_ENV
+    from scheduler.metrics import MULTIPROC_ENV
     from scheduler.redisproc import RedisServer
 
     settings = settings.with_secret()
@@ -80,6 +88,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     # (left running, orphaned). Treat SIGTERM as SIGINT, which uvicorn.run() catches.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     private: RedisServer | None = None
+    metrics_dir: str | None = None
     try:
         redis_url = settings.redis_url
         if redis_url is None:
@@ -89,6 +98,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             os.environ["SCHEDULER_REDIS_URL"] = redis_url
         asyncio.run(_prepare(settings, redis_url, demo_seed() if args.demo else None))
         os.environ[PREPARED_ENV] = "1"
+        if args.workers > 1:
+            metrics_dir = tempfile.mkdtemp(prefix="scheduler-metrics-")  # mode 0700
+            os.environ[MULTIPROC_ENV] = metrics_dir
         where = f"http://{args.host}:{args.port}"
         print(f"scheduler listens on {where} (API docs: {where}/schema)", file=sys.stderr)
         uvicorn.run(
@@ -105,6 +117,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         if private is not None:
             private.stop()
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
 
 

@@ -4,6 +4,7 @@ and every database backend: SQLite always, PostgreSQL when SCHEDULER_TEST_DATABA
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
@@ -143,6 +144,9 @@ async def core(settings: Settings, clock: ManualClock) -> AsyncIterator[Core]:
     )
     await core.refresh_catalog(force=True)
     await core.materialize()
+    # the loop its connections belong to: a synchronous test driving the core (the stateful
+    # model) runs on it, whatever another test's asyncio.run() left as the current loop
+    core.test_loop = asyncio.get_running_loop()  # type: ignore[attr-defined]
     yield core
     await redis.aclose()
     await engine.dispose()

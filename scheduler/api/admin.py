@@ -10,6 +10,8 @@ from litestar import Controller, Request, get, post
 from litestar.params import PathParameter, QueryParameter
 
 from scheduler.api.auth import require
+from scheduler.api.params import screened
+from scheduler.api.problems import problem_responses
 from scheduler.booking import models as m
 from scheduler.booking import notifications
 from scheduler.booking.core import Core
@@ -37,10 +39,16 @@ def _out(row: m.Notification, reference: str | None) -> NotificationOut:
 
 class NotificationsController(Controller):
     path = "/admin/notifications"
+    before_request = screened
     tags = ["admin"]
     guards = [require(m.Role.ADMIN)]
 
-    @get("/", operation_id="listNotifications", summary="Messages and their outcome")
+    @get(
+        "/",
+        operation_id="listNotifications",
+        summary="Messages and their outcome",
+        responses=problem_responses(401, 403, 422),
+    )
     async def list_rows(
         self,
         request: Request[Any, Any, Any],
@@ -56,11 +64,12 @@ class NotificationsController(Controller):
         operation_id="retryNotification",
         summary="Send a failed message again",
         status_code=200,
+        responses=problem_responses(401, 403, 404, 422),
     )
     async def retry(
         self,
         request: Request[Any, Any, Any],
-        notification_id: Annotated[int, PathParameter(ge=1, le=2**62)],
+        notification_id: Annotated[int, PathParameter(ge=1, le=2**31 - 1)],  # an SQL INTEGER
     ) -> NotificationOut:
         core: Core = request.app.state.core
         async with core.sessions() as session, session.begin():

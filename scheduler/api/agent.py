@@ -11,7 +11,15 @@ from litestar.params import QueryParameter
 
 from scheduler.api.auth import current_principal, require
 from scheduler.api.bookings import BookingOut, _actor, _core, _local, booking_out
-from scheduler.api.params import parse_date, parse_int, parse_moment
+from scheduler.api.params import (
+    DATE_QUERY,
+    MOMENT_QUERY,
+    parse_date,
+    parse_int,
+    parse_moment,
+    screened,
+)
+from scheduler.api.problems import problem_responses
 from scheduler.booking import hotline
 from scheduler.booking import models as m
 
@@ -46,6 +54,7 @@ class AuditEventOut(msgspec.Struct):
 
 class AgentController(Controller):
     path = "/agent"
+    before_request = screened
     tags = ["hotline"]
     guards = [require(m.Role.AGENT)]
 
@@ -59,13 +68,16 @@ class AgentController(Controller):
             "`location` or in every location, with the agent's view of free seats (the phone "
             "share included)."
         ),
+        responses=problem_responses(401, 403, 404, 422),
     )
     async def next_slots(
         self,
         request: Request[Any, Any, Any],
         service: Annotated[list[str] | None, QueryParameter(max_items=20)] = None,
         location: Annotated[str | None, QueryParameter(max_length=64)] = None,
-        after: Annotated[str | None, QueryParameter(max_length=40)] = None,
+        after: Annotated[
+            str | None, QueryParameter(max_length=40, schema_extra=MOMENT_QUERY)
+        ] = None,
         limit: Annotated[str | None, QueryParameter(max_length=4)] = None,
     ) -> list[NextSlotOut]:
         core = _core(request)
@@ -91,13 +103,16 @@ class AgentController(Controller):
         "/bookings",
         operation_id="findCallerBookings",
         summary="A caller's bookings, by code or by name and birth date",
+        responses=problem_responses(401, 403, 422),
     )
     async def bookings(
         self,
         request: Request[Any, Any, Any],
         reference: Annotated[str | None, QueryParameter(max_length=20)] = None,
         name: Annotated[str | None, QueryParameter(max_length=200)] = None,
-        birth_date: Annotated[str | None, QueryParameter(max_length=10)] = None,
+        birth_date: Annotated[
+            str | None, QueryParameter(max_length=10, schema_extra=DATE_QUERY)
+        ] = None,
     ) -> Response[list[BookingOut]]:
         core = _core(request)
         found = await hotline.find_bookings(
@@ -125,6 +140,7 @@ class AgentController(Controller):
             "appointments (a pending booking) and the deadline. Accept for the caller with "
             "`POST /waitlist/offers/{reference}/accept` and the agent key."
         ),
+        responses=problem_responses(401, 403),
     )
     async def callbacks(self, request: Request[Any, Any, Any]) -> Response[list[CallbackOut]]:
         core = _core(request)
@@ -144,10 +160,16 @@ class AgentController(Controller):
 
 class AuditController(Controller):
     path = "/audit"
+    before_request = screened
     tags = ["admin"]
     guards = [require()]
 
-    @get("/", operation_id="listAuditEvents", summary="A booking's audit trail (append-only)")
+    @get(
+        "/",
+        operation_id="listAuditEvents",
+        summary="A booking's audit trail (append-only)",
+        responses=problem_responses(401, 403, 404, 422),
+    )
     async def events(
         self,
         request: Request[Any, Any, Any],

@@ -13,10 +13,13 @@ from typing import Annotated, Any, Literal
 import msgspec
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.exceptions import NotAuthorizedException
-from litestar.params import JSONBody, PathParameter
+from litestar.openapi.spec import Link
+from litestar.params import PathParameter
 
 from scheduler.api.auth import bearer, current_principal
-from scheduler.api.params import parse_moment
+from scheduler.api.params import EMAIL_OR_EMPTY, MOMENT_FORMAT, parse_moment, screened
+from scheduler.api.problems import problem_responses
+from scheduler.api.schemas import CLOSED, VISIBLE_TEXT, operation_extras, strict_body
 from scheduler.booking import codes
 from scheduler.booking import idempotency as idem
 from scheduler.booking import models as m
@@ -34,10 +37,19 @@ from scheduler.booking.holds import appointments_of
 from scheduler.booking.idempotency import IdempotencyKey, Replay
 from scheduler.booking.ratelimit import RateLimiter
 
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-Email = Annotated[str, msgspec.Meta(max_length=254)]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=VISIBLE_TEXT)]
+# an e-mail address, or empty for none
+Email = Annotated[str, msgspec.Meta(max_length=254, extra_json_schema={"extra": EMAIL_OR_EMPTY})]
 Phone = Annotated[str, msgspec.Meta(max_length=32)]
 Slug = Annotated[str, msgspec.Meta(max_length=64)]
+# a moment with its offset, as the slots list gives starts
+Moment = Annotated[
+    str,
+    msgspec.Meta(
+        max_length=40,
+        extra_json_schema={"extra": MOMENT_FORMAT, "examples": ["2026-11-30T09:00:00+01:00"]},
+    ),
+]
 
 
 class PersonIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -48,17 +60,20 @@ class PersonIn(msgspec.Struct, forbid_unknown_fields=True):
     postcode: Annotated[str, msgspec.Meta(pattern=r"^\d{5}$")] | None = None
 
 
+StrictPerson = Annotated[PersonIn, CLOSED]  # unknown fields are 422, and the schema says so
+
+
 class HoldCreate(msgspec.Struct, forbid_unknown_fields=True):
-    start: Annotated[str, msgspec.Meta(max_length=40)]
+    start: Moment
     service_id: Slug | None = None
     service_ids: Annotated[list[Slug], msgspec.Meta(max_length=5)] | None = None
     seats: Annotated[int, msgspec.Meta(ge=1, le=20)] = 1
     channel: Literal["online", "phone", "counter"] | None = None
     # a campaign's services: who is coming (eligibility is judged on the appointment's day)
-    citizen: PersonIn | None = None
+    citizen: StrictPerson | None = None
     # a campaign's first dose with its second dose, in one hold
     series: bool = False
-    second_start: Annotated[str, msgspec.Meta(max_length=40)] | None = None
+    second_start: Moment | None = None
 
 
 class AppointmentOut(msgspec.Struct):
@@ -74,18 +89,18 @@ class HoldOut(msgspec.Struct):
 
 
 class BookingCreate(msgspec.Struct, forbid_unknown_fields=True):
-    citizen: PersonIn
+    citizen: StrictPerson
     hold_id: Annotated[str, msgspec.Meta(max_length=150)] | None = None
     service_id: Slug | None = None
     service_ids: Annotated[list[Slug], msgspec.Meta(max_length=5)] | None = None
-    start: Annotated[str, msgspec.Meta(max_length=40)] | None = None
+    start: Moment | None = None
     seats: Annotated[int, msgspec.Meta(ge=1, le=20)] = 1
-    contact: PersonIn | None = None
+    contact: StrictPerson | None = None
     channel: Literal["online", "phone", "counter"] | None = None
     consent: bool = False
     language: Literal["de", "en"] | None = None
     series: bool = False
-    second_start: Annotated[str, msgspec.Meta(max_length=40)] | None = None
+    second_start: Moment | None = None
 
 
 class Reschedule(msgspec.Struct, forbid_unknown_fields=True):
@@ -93,8 +108,8 @@ class Reschedule(msgspec.Struct, forbid_unknown_fields=True):
     ``second_start``, or only ``second_start`` to move the second dose)."""
 
     hold_id: Annotated[str, msgspec.Meta(max_length=150)] | None = None
-    start: Annotated[str, msgspec.Meta(max_length=40)] | None = None
-    second_start: Annotated[str, msgspec.Meta(max_length=40)] | None = None
+    start: Moment | None = None
+    second_start: Moment | None = None
 
 
 class BookedAppointment(msgspec.Struct):
@@ -355,11 +370,43 @@ async def _booking_by_token(
 
 class HoldsController(Controller):
     path = "/holds"
+    before_request = screened
     tags = ["booking"]
 
-    @post("/", operation_id="createHold", summary="Hold a slot for a few minutes")
+    @post(
+        "/",
+        operation_id="createHold",
+        summary="Hold a slot for a few minutes",
+        responses=problem_responses(400, 401, 403, 404, 409, 413, 422, 429, 503),
+        operation_class=operation_extras(
+            links={
+                201: {
+                    "ConfirmHold": Link(
+                        operation_id="createBooking",
+                        request_body={
+                            "hold_id": "$response.body#/hold_id",
+                            "series": False,
+                        },
+                        description="Book what is held (with the citizen's details).",
+                    ),
+                    "ReleaseHold": Link(
+                        operation_id="releaseHold",
+                        parameters={"hold_id": "$response.body#/hold_id"},
+                    ),
+                }
+            }
+        ),
+    )
     async def create(
-        self, request: Request[Any, Any, Any], data: JSONBody[HoldCreate]
+        self,
+        request: Request[Any, Any, Any],
+        data: Annotated[
+            HoldCreate,
+            strict_body(
+                {"service_id": "hund-anmelden", "start": "2026-11-30T09:00:00+01:00"},
+                one_of=[["service_id"], ["service_ids"]],
+            ),
+        ],
     ) -> Response[HoldOut]:
         body = data
         principal = await current_principal(request)
@@ -389,7 +436,13 @@ class HoldsController(Controller):
         )
         return await _answer(core, key, 201, out)  # type: ignore[return-value]
 
-    @delete("/{hold_id:str}", operation_id="releaseHold", summary="Release a hold", status_code=204)
+    @delete(
+        "/{hold_id:str}",
+        operation_id="releaseHold",
+        summary="Release a hold",
+        status_code=204,
+        responses=problem_responses(409, 422, 503),
+    )
     async def release(
         self,
         request: Request[Any, Any, Any],
@@ -400,11 +453,29 @@ class HoldsController(Controller):
 
 class BookingsController(Controller):
     path = "/bookings"
+    before_request = screened
     tags = ["booking"]
 
-    @post("/", operation_id="createBooking", summary="Confirm a hold, or book in one step")
+    @post(
+        "/",
+        operation_id="createBooking",
+        summary="Confirm a hold, or book in one step",
+        responses=problem_responses(400, 401, 403, 404, 409, 413, 422, 429, 503),
+    )
     async def create(
-        self, request: Request[Any, Any, Any], data: JSONBody[BookingCreate]
+        self,
+        request: Request[Any, Any, Any],
+        data: Annotated[
+            BookingCreate,
+            strict_body(
+                {
+                    "service_id": "hund-anmelden",
+                    "start": "2026-11-30T09:15:00+01:00",
+                    "citizen": {"name": "Erika Mustermann", "email": "erika@example.org"},
+                },
+                one_of=[["hold_id"], ["service_id", "start"], ["service_ids", "start"]],
+            ),
+        ],
     ) -> Response[BookingOut]:
         body = data
         principal = await current_principal(request)
@@ -451,22 +522,35 @@ class BookingsController(Controller):
             return await _with_token(core, service, replay)  # type: ignore[return-value]
         assert view is not None
         out = booking_out(core, view, token=service.token_for(view), spell=spell)
-        return Response(out, status_code=201, headers={"Cache-Control": "no-store"})
+        return Response(
+            out,
+            status_code=201,
+            headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
+        )
 
-    @get("/{reference:str}", operation_id="getBooking", summary="A booking")
+    @get(
+        "/{reference:str}",
+        operation_id="getBooking",
+        summary="A booking",
+        responses=problem_responses(401, 404, 422, 429),
+    )
     async def read(
         self,
         request: Request[Any, Any, Any],
         reference: Annotated[str, PathParameter(max_length=20)],
     ) -> Response[BookingOut]:
         booking = await authorized_booking(request, reference)
-        return Response(booking_out(_core(request), booking), headers={"Cache-Control": "no-store"})
+        return Response(
+            booking_out(_core(request), booking),
+            headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
+        )
 
     @post(
         "/{reference:str}/cancel",
         operation_id="cancelBooking",
         summary="Cancel a booking",
         status_code=200,
+        responses=problem_responses(401, 404, 409, 422, 429, 503),
     )
     async def cancel(
         self,
@@ -487,12 +571,13 @@ class BookingsController(Controller):
         operation_id="rescheduleBooking",
         summary="Move a booking: to a held visit, or to a new start in one step",
         status_code=200,
+        responses=problem_responses(400, 401, 403, 404, 409, 413, 422, 429, 503),
     )
     async def reschedule(
         self,
         request: Request[Any, Any, Any],
         reference: Annotated[str, PathParameter(max_length=20)],
-        data: JSONBody[Reschedule],
+        data: Annotated[Reschedule, strict_body({"start": "2026-12-01T09:00:00+01:00"})],
     ) -> Response[BookingOut]:
         body = data
         booking = await authorized_booking(request, reference)
@@ -537,7 +622,7 @@ async def _answer(
             return _replayed(twin)
     return Response(
         body, status_code=status, media_type="application/json",
-        headers={"Cache-Control": "no-store"},
+        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
     )  # fmt: skip
 
 
@@ -546,7 +631,11 @@ def _replayed(replay: Replay) -> Response[bytes]:
         replay.body,
         status_code=replay.status_code,
         media_type="application/json",
-        headers={"Idempotent-Replayed": "true", "Cache-Control": "no-store"},
+        headers={
+            "Idempotent-Replayed": "true",
+            "Cache-Control": "no-store",
+            "Referrer-Policy": "no-referrer",
+        },
     )
 
 
@@ -560,5 +649,9 @@ async def _with_token(core: Core, service: BookingService, replay: Replay) -> Re
         _encoder.encode(body),
         status_code=replay.status_code,
         media_type="application/json",
-        headers={"Idempotent-Replayed": "true", "Cache-Control": "no-store"},
+        headers={
+            "Idempotent-Replayed": "true",
+            "Cache-Control": "no-store",
+            "Referrer-Policy": "no-referrer",
+        },
     )

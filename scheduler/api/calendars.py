@@ -7,6 +7,7 @@ never contains query strings, and a wrong token is the same 404 as a missing cal
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -15,16 +16,21 @@ from email.utils import format_datetime, parsedate_to_datetime
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Request, Response, delete, get, post
-from litestar.params import JSONBody, PathParameter, QueryParameter
+from litestar import Controller, Request, Response, delete, get, post, route
+from litestar.enums import HttpMethod
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import PathParameter, QueryParameter
 
 from scheduler.api.auth import own_calendar, require
 from scheduler.api.bookings import authorized_booking, client_address, limiter
+from scheduler.api.params import screened
+from scheduler.api.problems import problem_responses
+from scheduler.api.schemas import PLAIN_TEXT, allowing, strict_body
 from scheduler.booking import feeds
 from scheduler.booking import models as m
 from scheduler.booking.closures import import_closures
 from scheduler.booking.core import Core
-from scheduler.booking.errors import NotFound
+from scheduler.booking.errors import FieldError, NotFound, ValidationFailed
 from scheduler.booking.events import booking_events, feed_events
 from scheduler.calendar.ical import booking_ics, calendar_document, render_event
 
@@ -32,11 +38,14 @@ log = logging.getLogger("scheduler.api.calendars")
 ICS = "text/calendar; charset=utf-8"
 PRIVATE = {"Cache-Control": "private, no-store", "Referrer-Policy": "no-referrer"}
 REFRESH_MINUTES = 15
+# what RFC 5545 forbids in a calendar file (every control character but HTAB, CR and LF); a NUL
+# would reach PostgreSQL in a closure's reason or UID
+ICS_CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 class FeedCreate(msgspec.Struct, forbid_unknown_fields=True):
     calendar_id: Annotated[str, msgspec.Meta(max_length=64)]
-    name: Annotated[str, msgspec.Meta(max_length=200)] = ""
+    name: Annotated[str, msgspec.Meta(max_length=200, pattern=PLAIN_TEXT)] = ""
 
 
 class FeedOut(msgspec.Struct):
@@ -143,6 +152,7 @@ def _not_modified(request: Request[Any, Any, Any], etag: str, changed: datetime 
 
 class CalendarFilesController(Controller):
     path = "/"
+    before_request = screened
     tags = ["calendars"]
 
     @get(
@@ -150,6 +160,7 @@ class CalendarFilesController(Controller):
         operation_id="bookingCalendar",
         summary="A booking as iCalendar (manage token as Bearer or ?token=)",
         media_type=ICS,
+        responses=problem_responses(401, 404, 422, 429),
     )
     async def booking_ics(
         self,
@@ -174,6 +185,10 @@ class CalendarFilesController(Controller):
         operation_id="calendarFeed",
         summary="Subscription feed of a calendar's bookings (feed token as ?token=)",
         media_type=ICS,
+        responses={
+            304: ResponseSpec(None, description="Not modified (`If-None-Match`)"),
+            **problem_responses(404, 422, 429),
+        },
     )
     async def feed(
         self,
@@ -274,12 +289,26 @@ async def _build_feed(
 
 class FeedsController(Controller):
     path = "/feeds"
+    before_request = screened
     tags = ["admin"]
     guards = [require(m.Role.ADMIN)]
 
-    @post("/", operation_id="createFeedToken", summary="Create a feed token (shown once)")
+    @route("/", http_method=[HttpMethod.OPTIONS], include_in_schema=False, sync_to_thread=False)
+    def allow(self) -> Response[None]:
+        return allowing("GET", "POST")
+
+    @post(
+        "/",
+        operation_id="createFeedToken",
+        summary="Create a feed token (shown once)",
+        responses=problem_responses(400, 401, 403, 413, 422),
+    )
     async def create(
-        self, request: Request[Any, Any, Any], data: JSONBody[FeedCreate]
+        self,
+        request: Request[Any, Any, Any],
+        data: Annotated[
+            FeedCreate, strict_body({"calendar_id": "schalter-1", "name": "Outlook Schalter 1"})
+        ],
     ) -> FeedCreated:
         core = _core(request)
         async with core.sessions() as session, session.begin():
@@ -291,14 +320,24 @@ class FeedsController(Controller):
         )
         return FeedCreated(row.id, row.calendar_id, row.name, row.created_at, token, url)
 
-    @get("/", operation_id="listFeedTokens", summary="Feed tokens (without their secrets)")
+    @get(
+        "/",
+        operation_id="listFeedTokens",
+        summary="Feed tokens (without their secrets)",
+        responses=problem_responses(401, 403),
+    )
     async def list_tokens(self, request: Request[Any, Any, Any]) -> list[FeedOut]:
         core = _core(request)
         async with core.sessions() as session:
             rows = await feeds.list_tokens(session)
         return [FeedOut(r.id, r.calendar_id, r.name, r.created_at, r.revoked_at) for r in rows]
 
-    @delete("/{token_id:str}", operation_id="revokeFeedToken", summary="Revoke a feed token")
+    @delete(
+        "/{token_id:str}",
+        operation_id="revokeFeedToken",
+        summary="Revoke a feed token",
+        responses=problem_responses(401, 403, 404, 422),
+    )
     async def revoke(
         self,
         request: Request[Any, Any, Any],
@@ -312,6 +351,7 @@ class FeedsController(Controller):
 
 class ClosuresController(Controller):
     path = "/calendars/{calendar_id:str}/closures"
+    before_request = screened
     tags = ["staff"]
     guards = [require(m.Role.STAFF)]
 
@@ -320,6 +360,7 @@ class ClosuresController(Controller):
         operation_id="importClosures",
         summary="Import closures from an iCalendar body (holidays, absences, recurring events)",
         status_code=200,
+        responses=problem_responses(400, 401, 403, 404, 413, 422),
     )
     async def import_ics(
         self,
@@ -329,6 +370,8 @@ class ClosuresController(Controller):
         core = _core(request)
         await own_calendar(request, calendar_id)
         data = await request.body()
+        if ICS_CONTROL.search(data):
+            raise ValidationFailed(FieldError("body", "control_character"))
         report = await import_closures(
             core.sessions, calendar_id, data, core.clock.now(), core.horizon_days
         )

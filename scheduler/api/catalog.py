@@ -9,11 +9,19 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 from litestar import Controller, Request, Response, get
+from litestar.openapi.spec import Link
 from litestar.params import PathParameter, QueryParameter
 
 from scheduler.api.auth import current_principal
-from scheduler.api.params import parse_date
-from scheduler.api.schemas import CalendarOut, LocationOut, ServiceOut, SlotOut
+from scheduler.api.params import DATE_QUERY, parse_date, screened
+from scheduler.api.problems import problem_responses
+from scheduler.api.schemas import (
+    CalendarOut,
+    LocationOut,
+    ServiceOut,
+    SlotOut,
+    operation_extras,
+)
 from scheduler.booking.availability import DayResult, earliest_start
 from scheduler.booking.core import Core
 from scheduler.booking.errors import NotFound
@@ -23,18 +31,22 @@ DEFAULT_DAYS = 13
 
 
 class SlotsCache:
-    """Encoded answers of the slots endpoint, keyed by everything they depend on, including the
-    counters' version: an entry is only ever served for the exact counters it was built from."""
+    """Encoded answers of the slots endpoint, keyed by everything they depend on; each keeps
+    the counters' version it was built from and is only served for exactly that version. One
+    entry per question (a newer version replaces the older), so the cache does not fill with
+    answers no version will ask for again."""
 
-    def __init__(self, size: int = 2048) -> None:
+    def __init__(self, size: int = 512) -> None:
         self.size = size
-        self.data: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()
+        self.data: OrderedDict[tuple[Any, ...], tuple[Any, bytes]] = OrderedDict()
 
-    def get(self, key: tuple[Any, ...]) -> bytes | None:
-        return self.data.get(key)
+    def get(self, key: tuple[Any, ...], version: Any) -> bytes | None:
+        found = self.data.get(key)
+        return found[1] if found is not None and found[0] == version else None
 
-    def put(self, key: tuple[Any, ...], body: bytes) -> None:
-        self.data[key] = body
+    def put(self, key: tuple[Any, ...], version: Any, body: bytes) -> None:
+        self.data[key] = (version, body)
+        self.data.move_to_end(key)
         if len(self.data) > self.size:
             self.data.popitem(last=False)
 
@@ -48,17 +60,19 @@ class DayFragments:
 
     def __init__(self, size: int = 4096) -> None:
         self.size = size
-        self.data: OrderedDict[tuple[Any, ...], tuple[list[tuple[datetime, bytes]], bytes]] = (
-            OrderedDict()
-        )
+        # (day, service) -> (the computation's key, rows, joined): one rendering per day and
+        # service, replaced when the day's counters change
+        self.data: OrderedDict[
+            tuple[Any, ...], tuple[tuple[Any, ...], list[tuple[datetime, bytes]], bytes]
+        ] = OrderedDict()
 
     def get(
         self, day: DayResult, duration_minutes: int, tz: ZoneInfo
     ) -> tuple[list[tuple[datetime, bytes]], bytes]:
-        key = (day.day, *day.key)
-        found = self.data.get(key)
-        if found is not None:
-            return found
+        identity = (day.day, day.key[0], duration_minutes, tz.key)
+        found = self.data.get(identity)
+        if found is not None and found[0] == day.key:
+            return found[1], found[2]
         duration = timedelta(minutes=duration_minutes)
         rows = []
         for offset, free in day.starts:
@@ -69,15 +83,17 @@ class DayFragments:
                 "free": free,
             }
             rows.append((start, _encoder.encode(row)))
-        value = (rows, b",".join(fragment for _, fragment in rows))
-        self.data[key] = value
+        joined = b",".join(fragment for _, fragment in rows)
+        self.data[identity] = (day.key, rows, joined)
+        self.data.move_to_end(identity)
         if len(self.data) > self.size:
             self.data.popitem(last=False)
-        return value
+        return rows, joined
 
 
 class CatalogController(Controller):
     path = "/"
+    before_request = screened
     tags = ["catalog"]
 
     @get("/locations", operation_id="listLocations", summary="Locations", sync_to_thread=False)
@@ -93,6 +109,7 @@ class CatalogController(Controller):
         operation_id="listCalendars",
         summary="Capacity calendars",
         sync_to_thread=False,
+        responses=problem_responses(404, 422),
     )
     def calendars(
         self,
@@ -141,13 +158,32 @@ class CatalogController(Controller):
             "staff: every free seat). `from` defaults to today, `to` to 13 days after `from`."
         ),
         response_description="[{start, end, free}]",
+        responses=problem_responses(401, 404, 422, 503),
+        operation_class=operation_extras(
+            links={
+                200: {
+                    "HoldFirstSlot": Link(
+                        operation_id="createHold",
+                        request_body={
+                            "service_id": "$request.path.service_id",
+                            "start": "$response.body#/0/start",
+                            "seats": 1,
+                            "series": False,
+                        },
+                        description="Hold the first free start of the list.",
+                    )
+                }
+            }
+        ),
     )
     async def slots(
         self,
         request: Request[Any, Any, Any],
         service_id: Annotated[str, PathParameter(max_length=64)],
-        from_: Annotated[str | None, QueryParameter(name="from", max_length=32)] = None,
-        to: Annotated[str | None, QueryParameter(max_length=32)] = None,
+        from_: Annotated[
+            str | None, QueryParameter(name="from", max_length=32, schema_extra=DATE_QUERY)
+        ] = None,
+        to: Annotated[str | None, QueryParameter(max_length=32, schema_extra=DATE_QUERY)] = None,
     ) -> Response[list[SlotOut]]:
         core: Core = request.app.state.core
         service = core.service(service_id)
@@ -167,7 +203,7 @@ class CatalogController(Controller):
         key = (core.catalog.version, service.id, first, last, earliest_start(service, now), channel)
         version = await core.counters_version(service.location_id)
         if version is not None:
-            body = cache.get((*key, version))
+            body = cache.get(key, version)
             if body is not None:
                 return Response(body, media_type="application/json")  # type: ignore[arg-type]
         version, days, earliest = await core.free_days(
@@ -183,5 +219,5 @@ class CatalogController(Controller):
                 parts.extend(fragment for start, fragment in rows if start >= earliest)
         body = b"[" + b",".join(parts) + b"]"
         if version is not None:
-            cache.put((*key, version), body)
+            cache.put(key, version, body)
         return Response(body, media_type="application/json")  # type: ignore[arg-type]

@@ -2,26 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Controller, Request, Response, post
-from litestar.params import JSONBody, PathParameter
+from litestar.params import PathParameter
 
 from scheduler.api.auth import current_principal, own_calendar, require
 from scheduler.api.bookings import _actor, _core, _local
-from scheduler.api.params import parse_moment
+from scheduler.api.params import MOMENT_FORMAT, parse_moment, screened
+from scheduler.api.problems import problem_responses
+from scheduler.api.schemas import VISIBLE_TEXT, strict_body
 from scheduler.booking import codes
 from scheduler.booking import models as m
 from scheduler.booking.closing import Policy, close_calendar
 from scheduler.booking.errors import FieldError, ValidationFailed
 
+Moment = Annotated[str, msgspec.Meta(max_length=40, extra_json_schema={"extra": MOMENT_FORMAT})]
+
 
 class ClosureCreate(msgspec.Struct, forbid_unknown_fields=True):
-    from_: str = msgspec.field(name="from")
-    to: str = ""
-    reason: str = ""
-    policy: str = "move"
+    from_: Moment = msgspec.field(name="from")
+    to: Moment
+    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=300, pattern=VISIBLE_TEXT)]
+    policy: Literal["move", "cancel"] = "move"
 
 
 class ClosureResult(msgspec.Struct, omit_defaults=True):
@@ -39,6 +43,7 @@ class ClosureOut(msgspec.Struct):
 
 class CloseCalendarController(Controller):
     path = "/calendars/{calendar_id:str}/closures"
+    before_request = screened
     tags = ["staff"]
     guards = [require(m.Role.STAFF)]
 
@@ -54,12 +59,23 @@ class CloseCalendarController(Controller):
             "`not_moved` ones (no free start) stay and need a call."
         ),
         status_code=200,
+        responses=problem_responses(400, 401, 403, 404, 409, 413, 422, 503),
     )
     async def close(
         self,
         request: Request[Any, Any, Any],
         calendar_id: Annotated[str, PathParameter(max_length=64)],
-        data: JSONBody[ClosureCreate],
+        data: Annotated[
+            ClosureCreate,
+            strict_body(
+                {
+                    "from": "2026-12-24T00:00:00+01:00",
+                    "to": "2026-12-25T00:00:00+01:00",
+                    "reason": "Betriebsausflug",
+                    "policy": "move",
+                }
+            ),
+        ],
     ) -> Response[ClosureOut]:
         core = _core(request)
         principal = await current_principal(request)

@@ -6,12 +6,19 @@ import asyncio
 from typing import Any
 
 from litestar import Request, Response, get
+from litestar.openapi.datastructures import ResponseSpec
 
 from scheduler.api.schemas import HealthOut
 from scheduler.booking.core import Core
 
 
-@get("/health", operation_id="health", summary="Health of SQL and Redis", tags=["health"])
+@get(
+    "/health",
+    operation_id="health",
+    summary="Health of SQL and Redis",
+    tags=["health"],
+    responses={503: ResponseSpec(HealthOut, description="SQL is down", generate_examples=False)},
+)
 async def health(request: Request[Any, Any, Any]) -> Response[HealthOut]:
     core: Core = request.app.state.core
     sql, redis = await asyncio.gather(core.sql_ok(), core.redis_ok())

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from litestar import Controller, Request, delete, get, post
-from litestar.params import JSONBody, PathParameter
+from litestar import Controller, Request, Response, delete, get, post, route
+from litestar.enums import HttpMethod
+from litestar.params import PathParameter
 
 from scheduler.api.auth import forget_cached_keys, require
-from scheduler.api.schemas import KeyCreate, KeyCreated, KeyOut
+from scheduler.api.params import screened
+from scheduler.api.problems import problem_responses
+from scheduler.api.schemas import (
+    KeyCreate,
+    KeyCreated,
+    KeyOut,
+    allowing,
+    strict_body,
+)
 from scheduler.booking import apikeys
 from scheduler.booking import models as m
 from scheduler.booking.core import Core
@@ -22,12 +31,27 @@ def _out(row: m.ApiKey) -> KeyOut:
 
 class KeysController(Controller):
     path = "/keys"
+    before_request = screened
     tags = ["admin"]
     guards = [require(m.Role.ADMIN)]
 
-    @post("/", operation_id="createKey", summary="Create an API key (shown once)")
+    @route("/", http_method=[HttpMethod.OPTIONS], include_in_schema=False, sync_to_thread=False)
+    def allow(self) -> Response[None]:
+        return allowing("GET", "POST")
+
+    @post(
+        "/",
+        operation_id="createKey",
+        summary="Create an API key (shown once)",
+        responses=problem_responses(400, 401, 403, 413, 422),
+    )
     async def create(
-        self, request: Request[Any, Any, Any], data: JSONBody[KeyCreate]
+        self,
+        request: Request[Any, Any, Any],
+        data: Annotated[
+            KeyCreate,
+            strict_body({"role": "staff", "name": "Schalter 1", "calendar_ids": ["schalter-1"]}),
+        ],
     ) -> KeyCreated:
         core: Core = request.app.state.core
         async with core.sessions() as session, session.begin():
@@ -43,13 +67,23 @@ class KeysController(Controller):
             row.id, row.name, row.role, list(row.calendar_ids), row.created_at, secret
         )
 
-    @get("/", operation_id="listKeys", summary="API keys (without their secrets)")
+    @get(
+        "/",
+        operation_id="listKeys",
+        summary="API keys (without their secrets)",
+        responses=problem_responses(401, 403),
+    )
     async def list_keys(self, request: Request[Any, Any, Any]) -> list[KeyOut]:
         core: Core = request.app.state.core
         async with core.sessions() as session:
             return [_out(row) for row in await apikeys.list_keys(session)]
 
-    @delete("/{key_id:str}", operation_id="revokeKey", summary="Revoke an API key")
+    @delete(
+        "/{key_id:str}",
+        operation_id="revokeKey",
+        summary="Revoke an API key",
+        responses=problem_responses(401, 403, 404, 422),
+    )
     async def revoke(
         self, request: Request[Any, Any, Any], key_id: Annotated[str, PathParameter(max_length=64)]
     ) -> None:

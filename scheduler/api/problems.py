@@ -1,12 +1,15 @@
 """The one place that turns errors into HTTP answers: RFC 9457 problem details.
 
-German by default, English with ``Accept-Language: en``. Every answer carries a stable ``code``.
+German by default, English with ``Accept-Language: en``. Every answer carries a stable ``code``;
+each one is counted (``scheduler_refusals_total``) and its code left in the request's state for
+the request middleware.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any
 
@@ -22,13 +25,16 @@ from litestar.exceptions import (
     ValidationException,
 )
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
+from litestar.openapi.datastructures import ResponseSpec
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from scheduler import metrics
 from scheduler.booking import errors as e
 
 log = logging.getLogger("scheduler.api")
 
 PROBLEM = "application/problem+json"
+PROBLEM_CODE = "problem_code"  # the request state's key for the code of the problem answered
 TYPE_BASE = "https://scheduler.invalid/problems/"
 
 STATUS = {
@@ -282,6 +288,9 @@ FIELD_MESSAGES = {
         "unknown_calendar": "Unbekannter Kalender: {ident}.",
         "staff_needs_calendar": "Ein Schlüssel für Mitarbeitende braucht einen Kalender.",
         "invalid": "Ungültiger Wert: {message}",
+        "control_character": "Enthält ein unzulässiges Steuerzeichen (z. B. NUL).",
+        "text_characters": "Enthält Steuerzeichen (z. B. einen Zeilenumbruch) oder nichts "
+        "Sichtbares.",
         "integer": "Erwartet eine ganze Zahl zwischen {min} und {max}.",
         "out_of_range": "Das Datum liegt außerhalb des erlaubten Bereichs.",
         "email_or_phone": "Bitte eine E-Mail-Adresse oder Telefonnummer angeben.",
@@ -327,6 +336,8 @@ FIELD_MESSAGES = {
         "unknown_calendar": "Unknown calendar: {ident}.",
         "staff_needs_calendar": "A staff key needs at least one calendar.",
         "invalid": "Invalid value: {message}",
+        "control_character": "Contains a control character that is not allowed (such as NUL).",
+        "text_characters": "Contains control characters (such as a line break) or nothing visible.",
         "integer": "Expected a whole number between {min} and {max}.",
         "out_of_range": "The date is out of the allowed range.",
         "email_or_phone": "Please give an e-mail address or a phone number.",
@@ -382,6 +393,14 @@ def _format(template: str, params: dict[str, Any]) -> str:
         return template
 
 
+class Problem(Response[bytes]):
+    """A problem-details answer, which knows its ``code``."""
+
+    __slots__ = ("code",)
+
+    code: str
+
+
 def problem(
     code: str,
     lang: str,
@@ -402,12 +421,14 @@ def problem(
     }
     if extra:
         body.update(extra)
-    return Response(
+    answer = Problem(
         content=msgspec.json.encode(body),
         status_code=status,
         media_type=PROBLEM,
         headers=headers,
     )
+    answer.code = code
+    return answer
 
 
 def field_errors(errors: list[e.FieldError], lang: str) -> list[dict[str, str]]:
@@ -493,10 +514,14 @@ def http_error_response(request: Request[Any, Any, Any], exc: HTTPException) -> 
         for item in exc.extra if isinstance(exc.extra, list) else []:
             if isinstance(item, dict):
                 message = str(item.get("message", "invalid"))
-                field = str(item.get("key") or item.get("source") or "body")
-                errors.append({"field": _body_field(message, field), "message": message})
+                field = _body_field(message, str(item.get("key") or item.get("source") or "body"))
+                if _TEXT_PATTERN in message:  # a free text's pattern: say what it means
+                    message = FIELD_MESSAGES[lang]["text_characters"]
+                errors.append({"field": field, "message": message})
         if not errors:
-            errors.append({"field": "body", "message": str(exc.detail)})
+            missing = _MISSING.search(str(exc.detail))
+            field = missing.group(1) if missing else "body"
+            errors.append({"field": field, "message": str(exc.detail)})
         return problem("validation_failed", lang, extra={"errors": errors})
     if isinstance(exc, NotFoundException):
         return problem("not_found", lang, detail=NOT_FOUND_DETAIL[lang]["route"])
@@ -520,6 +545,8 @@ def http_error_response(request: Request[Any, Any, Any], exc: HTTPException) -> 
 
 _AT = re.compile(r" - at `\$\.?([^`]*)`")
 _NAMED = re.compile(r"(?:missing required field|unknown field) `([^`]+)`")
+_MISSING = re.compile(r"Missing required \w+ parameter '([^']+)'")
+_TEXT_PATTERN = r"matching regex '^[^\\x00-\\x1f\\x7f]*"  # schemas.PLAIN_TEXT, VISIBLE_TEXT
 
 
 def _body_field(message: str, default: str) -> str:
@@ -569,8 +596,76 @@ def unexpected_error_response(request: Request[Any, Any, Any], exc: Exception) -
     return problem("internal_error", language_of(request))
 
 
+def _counted(
+    answer: Callable[[Request[Any, Any, Any], Any], Response[bytes]],
+) -> Callable[[Request[Any, Any, Any], Any], Response[bytes]]:
+    """Count every problem answered, by code and status, and leave its code in the request's
+    state (the request middleware counts holds refused by code)."""
+
+    def handler(request: Request[Any, Any, Any], exc: Any) -> Response[bytes]:
+        response = answer(request, exc)
+        if isinstance(response, Problem):
+            metrics.refused(response.code, response.status_code)
+            request.scope.setdefault("state", {})[PROBLEM_CODE] = response.code  # type: ignore[typeddict-item]
+        return response
+
+    return handler
+
+
 EXCEPTION_HANDLERS = {
-    e.DomainError: domain_error_response,
-    HTTPException: http_error_response,
-    Exception: unexpected_error_response,
+    e.DomainError: _counted(domain_error_response),
+    HTTPException: _counted(http_error_response),
+    Exception: _counted(unexpected_error_response),
 }
+
+
+# -- the OpenAPI document's error answers ---------------------------------------------------------
+
+
+class FieldProblem(msgspec.Struct):
+    field: str
+    message: str
+
+
+class ProblemDetails(msgspec.Struct, kw_only=True):
+    """An error answer (RFC 9457). Extension members beside ``code``: ``errors`` with
+    ``validation_failed``; ``opens_at``/``closes_at`` with ``window_closed``; ``reason`` and its
+    facts with ``not_eligible``."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    errors: list[FieldProblem] | None = None
+
+
+PROBLEM_CODES = {
+    400: "`bad_request`: the request could not be read (a body that is not JSON)",
+    401: "`unauthorized`: a missing, unknown or revoked API key",
+    403: "`forbidden` (the key's role does not allow this), `not_eligible` (with `reason`), "
+    "`window_closed` (with `opens_at`)",
+    404: "`not_found`: also for what exists but is not the caller's, and for a wrong token",
+    409: "`slot_full`, `hold_expired`, `limit_reached`, `campaign_full`, `waitlist_first`, "
+    "`not_an_offer`, `offer_pending`, `capacity_below_booked`, `already_changed`",
+    410: "`offer_expired`: the waiting-list offer lapsed or was declined",
+    413: "`body_too_large`: the body is larger than the configured limit (1 MiB by default)",
+    415: "`unsupported_media_type`: JSON sent as another media type than `application/json`",
+    422: "`validation_failed` (with `errors[{field, message}]`), `idempotency_key_reused`",
+    429: "`rate_limited`, with `Retry-After`",
+    503: "`reservation_unavailable` (Redis cannot be reached), with `Retry-After`",
+}
+
+
+def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
+    """The ``responses`` of a route handler: the problems it may answer with, by status (400
+    always: Litestar documents its own body for it otherwise)."""
+    return {
+        status: ResponseSpec(
+            data_container=ProblemDetails,
+            description=PROBLEM_CODES[status],
+            media_type=PROBLEM,
+            generate_examples=False,
+        )
+        for status in sorted({400, *statuses})
+    }

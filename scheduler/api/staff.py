@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Controller, Request, Response, get, patch, post
-from litestar.params import JSONBody, PathParameter, QueryParameter
+from litestar.params import PathParameter, QueryParameter
 
 from scheduler.api.auth import current_principal, own_calendar, require
 from scheduler.api.bookings import (
@@ -28,8 +28,9 @@ from scheduler.api.bookings import (
     authorized_booking,
     booking_out,
 )
-from scheduler.api.params import parse_date, parse_moment
-from scheduler.api.problems import language_of
+from scheduler.api.params import DATE_QUERY, MOMENT_FORMAT, parse_date, parse_moment, screened
+from scheduler.api.problems import language_of, problem_responses
+from scheduler.api.schemas import operation_extras, strict_body
 from scheduler.booking import models as m
 from scheduler.booking import staff
 from scheduler.booking.core import Core
@@ -225,6 +226,7 @@ def agenda_text(agenda: staff.Agenda, lang: str, now: datetime) -> bytes:
 
 class AgendaController(Controller):
     path = "/calendars/{calendar_id:str}"
+    before_request = screened
     tags = ["staff"]
     guards = [require(m.Role.STAFF)]
 
@@ -237,12 +239,16 @@ class AgendaController(Controller):
             "(semicolon-separated, UTF-8 with BOM) or `text` (a printable page). Cancelled "
             "bookings are left out. Staff keys of the calendar and admin keys."
         ),
+        responses=problem_responses(401, 403, 404, 422),
+        operation_class=operation_extras(media_types={200: [CSV, TEXT]}),
     )
     async def agenda(
         self,
         request: Request[Any, Any, Any],
         calendar_id: Annotated[str, PathParameter(max_length=64)],
-        date_: Annotated[str | None, QueryParameter(name="date", max_length=32)] = None,
+        date_: Annotated[
+            str | None, QueryParameter(name="date", max_length=32, schema_extra=DATE_QUERY)
+        ] = None,
         format_: Annotated[Literal["json", "csv", "text"], QueryParameter(name="format")] = "json",
     ) -> Response[AgendaOut]:
         core = _core(request)
@@ -269,13 +275,14 @@ class AgendaController(Controller):
             "`start` is the slot's start with its offset, URL-encoded "
             "(`2026-11-30T09:00:00%2B01:00`). Staff keys of the calendar and admin keys."
         ),
+        responses=problem_responses(400, 401, 403, 404, 409, 413, 422),
     )
     async def set_capacity(
         self,
         request: Request[Any, Any, Any],
         calendar_id: Annotated[str, PathParameter(max_length=64)],
-        start: Annotated[str, PathParameter(max_length=40)],
-        data: JSONBody[CapacityIn],
+        start: Annotated[str, PathParameter(max_length=40, schema_extra=MOMENT_FORMAT)],
+        data: Annotated[CapacityIn, strict_body({"capacity": 2})],
     ) -> Response[SlotCapacityOut]:
         core = _core(request)
         await own_calendar(request, calendar_id)
@@ -295,6 +302,7 @@ class AgendaController(Controller):
 
 class AttendanceController(Controller):
     path = "/bookings/{reference:str}"
+    before_request = screened
     tags = ["staff"]
     guards = [require(m.Role.STAFF)]
 
@@ -303,6 +311,7 @@ class AttendanceController(Controller):
         operation_id="checkInBooking",
         summary="The person came (from two hours before the start, on the day)",
         status_code=200,
+        responses=problem_responses(401, 403, 404, 409, 422),
     )
     async def check_in(
         self,
@@ -316,6 +325,7 @@ class AttendanceController(Controller):
         operation_id="markNoShow",
         summary="The person did not come (once the appointment has started, on the day)",
         status_code=200,
+        responses=problem_responses(401, 403, 404, 409, 422),
     )
     async def no_show(
         self,

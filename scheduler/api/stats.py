@@ -8,7 +8,8 @@ from litestar import Controller, Request, get
 from litestar.params import QueryParameter
 
 from scheduler.api.auth import require
-from scheduler.api.params import parse_date
+from scheduler.api.params import DATE_FORMAT, parse_date, screened
+from scheduler.api.problems import problem_responses
 from scheduler.booking import models as m
 from scheduler.booking.core import Core
 from scheduler.booking.stats import Stats, booking_stats
@@ -16,6 +17,7 @@ from scheduler.booking.stats import Stats, booking_stats
 
 class StatsController(Controller):
     path = "/stats"
+    before_request = screened
     tags = ["admin"]
     guards = [require(m.Role.ADMIN)]
 
@@ -31,12 +33,15 @@ class StatsController(Controller):
             "outcome, and utilisation (booked seats / capacity of the slots; with `service`, of "
             "the calendars that service books). Ratios are 0 to 1, null without a denominator."
         ),
+        responses=problem_responses(401, 403, 404, 422),
     )
     async def stats(
         self,
         request: Request[Any, Any, Any],
-        from_: Annotated[str | None, QueryParameter(name="from", max_length=32)] = None,
-        to: Annotated[str | None, QueryParameter(max_length=32)] = None,
+        from_: Annotated[
+            str | None, QueryParameter(name="from", max_length=32, schema_extra=DATE_FORMAT)
+        ] = None,
+        to: Annotated[str | None, QueryParameter(max_length=32, schema_extra=DATE_FORMAT)] = None,
         service: Annotated[str | None, QueryParameter(max_length=64)] = None,
     ) -> Stats:
         core: Core = request.app.state.core

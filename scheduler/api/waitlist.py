@@ -15,15 +15,16 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
 import msgspec
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Request, Response, get, post, route
+from litestar.enums import HttpMethod
 from litestar.exceptions import NotAuthorizedException
-from litestar.params import JSONBody, PathParameter, QueryParameter
+from litestar.params import PathParameter, QueryParameter
 
 from scheduler.api.auth import bearer, current_principal, require
 from scheduler.api.bookings import (
     BookingOut,
-    PersonIn,
     Slug,
+    StrictPerson,
     _actor,
     _answer,
     _core,
@@ -37,7 +38,9 @@ from scheduler.api.bookings import (
     client_address,
     limiter,
 )
-from scheduler.api.params import parse_int
+from scheduler.api.params import parse_int, screened
+from scheduler.api.problems import problem_responses
+from scheduler.api.schemas import allowing, strict_body
 from scheduler.booking import models as m
 from scheduler.booking.bookings import BookingRequest
 from scheduler.booking.core import Core
@@ -50,8 +53,8 @@ STATUSES = ("waiting", "offered", "booked", "expired", "withdrawn")
 
 class WaitlistJoin(msgspec.Struct, forbid_unknown_fields=True):
     service_id: Slug
-    citizen: PersonIn
-    contact: PersonIn | None = None
+    citizen: StrictPerson
+    contact: StrictPerson | None = None
     language: Literal["de", "en"] | None = None
 
 
@@ -159,7 +162,12 @@ async def authorized_entry(request: Request[Any, Any, Any], entry_id: int) -> En
 
 class WaitlistController(Controller):
     path = "/waitlist"
+    before_request = screened
     tags = ["booking"]
+
+    @route("/", http_method=[HttpMethod.OPTIONS], include_in_schema=False, sync_to_thread=False)
+    def allow(self) -> Response[None]:
+        return allowing("GET", "POST")
 
     @post(
         "/",
@@ -171,9 +179,25 @@ class WaitlistController(Controller):
             "`limit_reached`). When a series frees up, the first in line gets it offered as a "
             "pending booking."
         ),
+        responses=problem_responses(400, 401, 403, 404, 409, 413, 422, 429, 503),
     )
     async def join(
-        self, request: Request[Any, Any, Any], data: JSONBody[WaitlistJoin]
+        self,
+        request: Request[Any, Any, Any],
+        data: Annotated[
+            WaitlistJoin,
+            strict_body(
+                {
+                    "service_id": "impfung-erstimpfung",
+                    "citizen": {
+                        "name": "Erich Beispiel",
+                        "birth_date": "1940-03-01",
+                        "postcode": "39517",
+                        "phone": "+49 3935 123456",
+                    },
+                }
+            ),
+        ],
     ) -> Response[WaitlistEntryOut]:
         principal = await current_principal(request)
         role = principal.role if principal else None
@@ -205,7 +229,11 @@ class WaitlistController(Controller):
             position=joined.position,
             token=_core(request).waitlist.token_for(joined.entry_id),
         )
-        return Response(out, status_code=201, headers={"Cache-Control": "no-store"})
+        return Response(
+            out,
+            status_code=201,
+            headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
+        )
 
     @get(
         "/",
@@ -220,6 +248,7 @@ class WaitlistController(Controller):
         ),
         guards=[require(m.Role.AGENT)],
         tags=["hotline"],
+        responses=problem_responses(401, 403, 404, 422),
     )
     async def list_entries(
         self,
@@ -241,7 +270,7 @@ class WaitlistController(Controller):
             after=parse_int("after", after, 0, 0, 2**31 - 1),
             limit=size,
         )
-        headers = {"Cache-Control": "no-store"}
+        headers = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
         if len(found) == size:
             query = {"campaign": campaign, "after": str(found[-1].entry_id), "limit": str(size)}
             if status is not None:
@@ -257,12 +286,16 @@ class WaitlistController(Controller):
             "The entry's token (from the answer to joining) as Bearer, or an agent/admin key. "
             "A wrong token is the same 404 as an entry that does not exist."
         ),
+        responses=problem_responses(401, 404, 422, 429),
     )
     async def read(
         self, request: Request[Any, Any, Any], entry_id: EntryId
     ) -> Response[WaitlistEntryOut]:
         view = await authorized_entry(request, entry_id)
-        return Response(entry_out(_core(request), view), headers={"Cache-Control": "no-store"})
+        return Response(
+            entry_out(_core(request), view),
+            headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
+        )
 
     @post(
         "/{entry_id:int}/leave",
@@ -275,6 +308,7 @@ class WaitlistController(Controller):
             "the entry)."
         ),
         status_code=200,
+        responses=problem_responses(401, 404, 409, 422, 429),
     )
     async def leave(
         self, request: Request[Any, Any, Any], entry_id: EntryId
@@ -298,6 +332,7 @@ class WaitlistController(Controller):
             "`offer_expired`."
         ),
         status_code=200,
+        responses=problem_responses(401, 404, 409, 410, 422, 429, 503),
     )
     async def accept(
         self,
@@ -309,4 +344,7 @@ class WaitlistController(Controller):
         core = _core(request)
         accepted = await core.waitlist.accept(booking.id, _actor(request, principal))
         fresh = await request.app.state.bookings.find(accepted.reference)
-        return Response(booking_out(core, fresh), headers={"Cache-Control": "no-store"})
+        return Response(
+            booking_out(core, fresh),
+            headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
+        )

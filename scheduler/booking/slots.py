@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy import delete, exists, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -133,9 +133,15 @@ async def materialize_calendar(
     for start in range(0, len(stale), 500):
         chunk = stale[start : start + 500]
         # booked == 0 again here: a booking confirmed since the read above keeps its slot,
-        # with no spare seat
+        # with no spare seat; so does a slot a cancelled booking still names (its history)
         deleted = await session.execute(
-            delete(m.Slot).where(m.Slot.id.in_(chunk), m.Slot.booked == 0).returning(m.Slot.id)
+            delete(m.Slot)
+            .where(
+                m.Slot.id.in_(chunk),
+                m.Slot.booked == 0,
+                ~exists().where(m.BookingSlot.slot_id == m.Slot.id),
+            )
+            .returning(m.Slot.id)
         )
         kept = set(chunk) - set(deleted.scalars())
         if kept:

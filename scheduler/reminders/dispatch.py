@@ -15,6 +15,7 @@ is ``failed`` and shows up for admins.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
@@ -22,8 +23,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import selectinload
 
+from scheduler import metrics
 from scheduler.booking import models as m
 from scheduler.booking.events import booking_events, manage_url
 from scheduler.calendar.ical import booking_ics
@@ -34,6 +37,14 @@ log = logging.getLogger("scheduler.outbox")
 N = m.Notification
 ACTIVE = tuple(s.value for s in m.ACTIVE_STATUSES)
 CHUNK = 20  # messages per booking read and per outcome write
+# a row's status after an attempt -> what happened to its message (scheduler_messages_total)
+OUTCOME = {
+    m.NotificationStatus.SENT.value: "sent",
+    m.NotificationStatus.PENDING.value: "retried",
+    m.NotificationStatus.FAILED.value: "failed",
+    m.NotificationStatus.CANCELLED.value: "skipped",
+    m.NotificationStatus.NOT_APPLICABLE.value: "skipped",
+}
 
 
 @dataclass(slots=True)
@@ -152,12 +163,30 @@ class Dispatcher:
                 if (n or not first) and self.core.clock.now() >= deadline:
                     return rows[n:]
                 values = await self._deliver(row, bookings.get(row.booking_id), report, mailer)
+                metrics.message(row.kind, OUTCOME[values["outcome"]])
                 outcomes.append({"nid": row.id, "claim": row.attempts, **values})
         finally:
             if outcomes:
+                await self._record(outcomes)
+        return []
+
+    async def _record(self, outcomes: list[dict[str, Any]]) -> None:
+        """Write a chunk's outcomes; on a lost database connection try again (twice) on a new
+        one: the messages are sent already, and not recording them would send them again after
+        the lease. The write only touches rows this claim still holds, so a repeat is safe."""
+        for attempt in range(3):
+            try:
                 async with self.core.engine.begin() as conn:
                     await conn.execute(_FINISH, outcomes)
-        return []
+                return
+            except DBAPIError as exc:
+                lost = exc.connection_invalidated or isinstance(
+                    exc, (OperationalError, InterfaceError)
+                )
+                if not lost or attempt == 2:
+                    raise
+                log.warning("outcomes not recorded, trying again", extra={"rows": len(outcomes)})
+                await asyncio.sleep(0.2 * (attempt + 1))
 
     async def _deliver(
         self, row: Any, booking: m.Booking | None, report: DispatchReport, mailer: Mailer

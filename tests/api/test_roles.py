@@ -27,6 +27,7 @@ START = "2026-11-30T09:00:00+01:00"
 # entry (a waiting-list entry's token, agent, admin)
 ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/health"): "public",
+    ("GET", "/metrics"): "admin",
     ("GET", "/api/v1/locations"): "public",
     ("GET", "/api/v1/calendars"): "public",
     ("GET", "/api/v1/services"): "public",

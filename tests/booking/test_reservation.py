@@ -222,12 +222,10 @@ class SeatModel(RuleBasedStateMachine):
 
 
 def test_seat_model(core: Core, clock: ManualClock) -> None:
-    import asyncio
-
     SeatModel.core = core
     SeatModel.clock = clock
     SeatModel.previous = None
-    SeatModel.loop = asyncio.get_event_loop()  # type: ignore[attr-defined]
+    SeatModel.loop = core.test_loop  # type: ignore[attr-defined]
     runner = SeatModel.TestCase
     runner.settings = settings(
         max_examples=15,

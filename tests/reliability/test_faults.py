@@ -225,7 +225,8 @@ async def test_a_rush_survives_redis_postgres_smtp_and_process_faults(rig: Rig) 
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
         left = await rig.sql(
-            "SELECT count(*) FROM notifications WHERE kind = 'confirmation' AND status <> 'sent'"
+            "SELECT count(*) FROM notifications WHERE kind = 'confirmation' "
+            "AND status IN ('pending', 'sending')"
         )
         if left[0][0] == 0:
             break
@@ -234,7 +235,13 @@ async def test_a_rush_survives_redis_postgres_smtp_and_process_faults(rig: Rig) 
         "SELECT n.message_id, n.status FROM notifications n JOIN bookings b ON b.id = "
         "n.booking_id WHERE n.kind = 'confirmation' AND b.status = 'confirmed'"
     )
-    assert {status for _, status in rows} == {"sent"}, Counter(s for _, s in rows)
+    assert {status for _, status in rows} == {"sent"}, (
+        Counter(s for _, s in rows),
+        await rig.sql(
+            "SELECT status, attempts, last_error, due_at, lease_until FROM notifications "
+            "WHERE status <> 'sent' LIMIT 5"
+        ),
+    )
     received = rig.smtp.recorder.accepted()
     assert len(rows) == len(confirmed)
     assert {mid for mid, _ in rows} <= set(received)

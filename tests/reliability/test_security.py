@@ -432,13 +432,6 @@ def assert_private(response: httpx.Response, *, no_store: bool = True) -> None:
         assert "private" in directives, dict(response.headers)
 
 
-JSON_WITHOUT_REFERRER_POLICY = pytest.mark.xfail(
-    strict=True,
-    reason="token-bearing JSON answers send Cache-Control: no-store but no Referrer-Policy "
-    "(scheduler/api/bookings.py, scheduler/api/waitlist.py; reported)",
-)
-
-
 @pytest.fixture
 async def tokens(client: Client, core: Core) -> dict[str, Any]:
     booked = await book(client, local(MONDAY, 9), CITIZEN)
@@ -483,7 +476,6 @@ async def test_the_feed_sends_no_referrer_and_is_private(
     assert_private(feed, no_store=False)
 
 
-@JSON_WITHOUT_REFERRER_POLICY
 @pytest.mark.parametrize("route", ["create", "read", "cancel", "waitlist-join", "waitlist-read"])
 async def test_token_bearing_json_is_not_cached_and_sends_no_referrer(
     client: Client, tokens: dict[str, Any], route: str
