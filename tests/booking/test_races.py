@@ -238,13 +238,16 @@ async def test_redis_flushed_and_killed_during_confirms(stack: Stack) -> None:
         ) as response:
             starts = [row["start"] for row in await response.json()][:20]  # 100 seats
         seen: list[tuple[int, Any]] = []
+        done = asyncio.Event()
 
         async def client(n: int) -> None:
-            for attempt in range(10):
+            attempt = 0
+            while attempt < 10 or not done.is_set():  # until the faults are over
+                attempt += 1
                 body = {
                     "service_id": "fuenf-plaetze",
                     "start": starts[(n + attempt) % len(starts)],
-                    "citizen": person(n * 100 + attempt),
+                    "citizen": person(n * 10_000 + attempt),
                 }
                 try:
                     seen.append(await post(session, f"{base}/api/v1/bookings", body))
@@ -261,6 +264,8 @@ async def test_redis_flushed_and_killed_during_confirms(stack: Stack) -> None:
             stack.redis.kill()
             await asyncio.sleep(0.5)
             stack.redis.start()
+            await asyncio.sleep(0.5)
+            done.set()
 
         await asyncio.gather(*(client(n) for n in range(40)), faults())
     statuses = Counter(status for status, _ in seen)
