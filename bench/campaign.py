@@ -20,11 +20,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -294,7 +291,7 @@ def _ms(values: list[float]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from bench.common import start_server
+    from bench.common import seeded_server
     from bench.rush import prepare_database
     from scheduler.redisproc import RedisServer
 
@@ -310,17 +307,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-campaign-") as tmp, RedisServer() as redis:
         work = Path(tmp)
         db_url = prepare_database(args.sqlite, work)
-        env = {
-            "SCHEDULER_DATABASE_URL": db_url,
-            "SCHEDULER_REDIS_URL": redis.url,
-            "SCHEDULER_RATE_LIMITS": "off",  # one client address sends every request
-            "SCHEDULER_SECRET_KEY": "bench-secret-" + "x" * 40,
-        }
-        subprocess.run(
-            [sys.executable, "-m", "scheduler.cli", "seed", str(SEED)],
-            cwd=work, env={**os.environ, **env}, check=True, capture_output=True,
-        )  # fmt: skip
-        server = start_server(work, env, workers=workers, demo=False)
+        server, _ = seeded_server(SEED, db_url, redis.url, work, workers=workers)
         try:
             opens_at = (datetime.now(UTC) + timedelta(seconds=12)).replace(microsecond=0)
             asyncio.run(open_window(db_url, opens_at, args.places))

@@ -218,3 +218,21 @@ def load(url: str, seconds: int, connections: int, header: str | None = None) ->
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
+def seeded_server(
+    seed: Path, db_url: str, redis_url: str, work: Path, *, workers: int
+) -> tuple[Proc, dict[str, str]]:
+    """Seed ``db_url`` with ``seed`` and start the real server on it (rate limits off: one
+    client address sends every request). Returns the server and its environment."""
+    env = {
+        "SCHEDULER_DATABASE_URL": db_url,
+        "SCHEDULER_REDIS_URL": redis_url,
+        "SCHEDULER_RATE_LIMITS": "off",
+        "SCHEDULER_SECRET_KEY": "bench-secret-" + "x" * 40,
+    }
+    subprocess.run(
+        [sys.executable, "-m", "scheduler.cli", "seed", str(seed)],
+        cwd=work, env={**os.environ, **env}, check=True, capture_output=True,
+    )  # fmt: skip
+    return start_server(work, env, workers=workers, demo=False), env

@@ -34,7 +34,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from bench.common import percentile, start_server, start_uvicorn
+from bench.common import percentile, seeded_server, start_uvicorn
 from scheduler.redisproc import RedisServer
 
 SEED = Path(__file__).resolve().parent / "rush.toml"
@@ -279,17 +279,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-rush-") as tmp, RedisServer() as redis:
         work = Path(tmp)
         db_url = prepare_database(args.sqlite, work)
-        env = {
-            "SCHEDULER_DATABASE_URL": db_url,
-            "SCHEDULER_REDIS_URL": redis.url,
-            "SCHEDULER_RATE_LIMITS": "off",
-            "SCHEDULER_SECRET_KEY": "bench-secret-" + "x" * 40,
-        }
-        subprocess.run(
-            [sys.executable, "-m", "scheduler.cli", "seed", str(SEED)],
-            cwd=work, env={**os.environ, **env}, check=True, capture_output=True,
-        )  # fmt: skip
-        server = start_server(work, env, workers=workers, demo=False)
+        server, env = seeded_server(SEED, db_url, redis.url, work, workers=workers)
         wrk_output = ""
         try:
             began = time.perf_counter()

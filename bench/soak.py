@@ -19,8 +19,6 @@ import asyncio
 import os
 import random
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -176,7 +174,7 @@ def ms(values: list[float]) -> str:
 
 
 def main() -> None:
-    from bench.common import start_server
+    from bench.common import seeded_server
     from bench.rush import prepare_database
     from scheduler.redisproc import RedisServer
     from tests.serverproc import descendants, read_cmdline
@@ -190,17 +188,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-soak-") as tmp, RedisServer() as redis:
         work = Path(tmp)
         db_url = prepare_database(args.sqlite, work)
-        env = {
-            "SCHEDULER_DATABASE_URL": db_url,
-            "SCHEDULER_REDIS_URL": redis.url,
-            "SCHEDULER_RATE_LIMITS": "off",
-            "SCHEDULER_SECRET_KEY": "bench-secret-" + "x" * 40,
-        }
-        subprocess.run(
-            [sys.executable, "-m", "scheduler.cli", "seed", str(SEED)],
-            cwd=work, env={**os.environ, **env}, check=True, capture_output=True,
-        )  # fmt: skip
-        server = start_server(work, env, workers=workers, demo=False)
+        server, _ = seeded_server(SEED, db_url, redis.url, work, workers=workers)
         try:
             pids = [server.process.pid] + [
                 p for p in descendants(server.process.pid) if "redis" not in read_cmdline(p)
