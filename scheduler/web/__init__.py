@@ -1,0 +1,1 @@
+"""Server-rendered pages for citizens, hotline agents and staff (Jinja2, no JavaScript needed)."""
