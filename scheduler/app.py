@@ -44,6 +44,8 @@ from scheduler.metrics import MULTIPROC_ENV
 from scheduler.redisconn import connect
 from scheduler.redisproc import RedisServer
 from scheduler.settings import Settings
+from scheduler.web.render import template_config
+from scheduler.web.routes import static_router, web_router
 
 log = logging.getLogger("scheduler.app")
 
@@ -146,7 +148,15 @@ def create_app(
         ],
     )
     return Litestar(
-        route_handlers=[api, health, prometheus_metrics, ManagePageController],
+        route_handlers=[
+            api,
+            health,
+            prometheus_metrics,
+            ManagePageController,
+            web_router(settings),
+            static_router(),
+        ],
+        template_config=template_config(),
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         middleware=[request_log_middleware],

@@ -53,6 +53,7 @@ STATUS = {
     "waitlist_first": 409,
     "offer_expired": 410,
     "not_an_offer": 409,
+    "opt_in_expired": 410,
     "offer_pending": 409,
     "capacity_below_booked": 409,
     "already_changed": 409,
@@ -148,6 +149,18 @@ TEXTS: dict[str, dict[str, tuple[str, str]]] = {
     "not_an_offer": {
         "de": ("Kein Angebot", "Diese Buchung ist kein Angebot der Warteliste."),
         "en": ("Not an offer", "This booking is no offer of a waiting list."),
+    },
+    "opt_in_expired": {
+        "de": (
+            "Bestätigungsfrist abgelaufen",
+            "Diese Buchung wurde nicht rechtzeitig bestätigt und ist verfallen (oder sie wurde "
+            "abgesagt). Der Termin ist wieder frei; Sie können gern erneut buchen.",
+        ),
+        "en": (
+            "Confirmation period over",
+            "This booking was not confirmed in time and has lapsed (or it was cancelled). The "
+            "appointment is free again; you are welcome to book again.",
+        ),
     },
     "offer_pending": {
         "de": (
@@ -246,6 +259,34 @@ NOT_ELIGIBLE_DETAIL = {
     },
 }
 
+# limit_reached by its reason (the per-person limit keeps the general sentence)
+LIMIT_DETAIL = {
+    "de": {
+        "email": (
+            "Mit dieser E-Mail-Adresse sind bereits {limit} Termine gebucht, die noch "
+            "bevorstehen. Weitere Termine sind erst möglich, wenn einer davon vorbei ist oder "
+            "abgesagt wurde. Für mehrere Personen hilft Ihnen das Bürgertelefon."
+        ),
+        "phone": (
+            "Mit dieser Telefonnummer sind bereits {limit} Termine gebucht, die noch "
+            "bevorstehen. Weitere Termine sind erst möglich, wenn einer davon vorbei ist oder "
+            "abgesagt wurde. Für mehrere Personen hilft Ihnen das Bürgertelefon."
+        ),
+    },
+    "en": {
+        "email": (
+            "This e-mail address already has {limit} upcoming appointments. More are possible "
+            "once one of them is over or cancelled. To book for several people, please call "
+            "the citizens' hotline."
+        ),
+        "phone": (
+            "This phone number already has {limit} upcoming appointments. More are possible "
+            "once one of them is over or cancelled. To book for several people, please call "
+            "the citizens' hotline."
+        ),
+    },
+}
+
 NOT_FOUND_DETAIL = {
     "de": {
         "service": "Die Leistung „{ident}“ gibt es nicht.",
@@ -295,6 +336,8 @@ FIELD_MESSAGES = {
         "out_of_range": "Das Datum liegt außerhalb des erlaubten Bereichs.",
         "email_or_phone": "Bitte eine E-Mail-Adresse oder Telefonnummer angeben.",
         "email": "Das ist keine gültige E-Mail-Adresse.",
+        "email_for_opt_in": "Für diese Leistung ist eine E-Mail-Adresse nötig: Sie erhalten "
+        "einen Link, mit dem Sie die Buchung innerhalb von {minutes} Minuten bestätigen.",
         "phone": "Das ist keine gültige Telefonnummer.",
         "channel_not_offered": "Diese Leistung ist über den Kanal {channel} nicht buchbar.",
         "too_soon": "Dieser Termin liegt zu kurzfristig.",
@@ -342,6 +385,8 @@ FIELD_MESSAGES = {
         "out_of_range": "The date is out of the allowed range.",
         "email_or_phone": "Please give an e-mail address or a phone number.",
         "email": "This is not a valid e-mail address.",
+        "email_for_opt_in": "This service needs an e-mail address: you get a link to confirm "
+        "the booking with within {minutes} minutes.",
         "phone": "This is not a valid phone number.",
         "channel_not_offered": "This service cannot be booked through {channel}.",
         "too_soon": "This time is too soon to book.",
@@ -443,7 +488,11 @@ def field_errors(errors: list[e.FieldError], lang: str) -> list[dict[str, str]]:
 
 
 def domain_error_response(request: Request[Any, Any, Any], exc: e.DomainError) -> Response[bytes]:
-    lang = language_of(request)
+    return problem_for(exc, language_of(request))
+
+
+def problem_for(exc: e.DomainError, lang: str) -> Response[bytes]:
+    """The problem answer of a refusal in a language (the pages tell the same sentences)."""
     params = dict(exc.params)
     if isinstance(exc, e.ValidationFailed):
         return problem(exc.code, lang, extra={"errors": field_errors(exc.errors, lang)})
@@ -455,6 +504,11 @@ def domain_error_response(request: Request[Any, Any, Any], exc: e.DomainError) -
         return _window_closed(exc, lang)
     if isinstance(exc, e.NotEligible):
         return _not_eligible(exc, lang)
+    if isinstance(exc, e.LimitReached):
+        reason = str(params.get("reason", "person"))
+        template = LIMIT_DETAIL[lang].get(reason)
+        detail = _format(template, params) if template else None
+        return problem(exc.code, lang, detail=detail, extra=params)
     if isinstance(exc, (e.ReservationUnavailable, e.RateLimited)):
         retry = str(params.get("retry_after", 2))
         return problem(exc.code, lang, params=params, headers={"Retry-After": retry})
@@ -630,7 +684,8 @@ class FieldProblem(msgspec.Struct):
 class ProblemDetails(msgspec.Struct, kw_only=True):
     """An error answer (RFC 9457). Extension members beside ``code``: ``errors`` with
     ``validation_failed``; ``opens_at``/``closes_at`` with ``window_closed``; ``reason`` and its
-    facts with ``not_eligible``."""
+    facts with ``not_eligible``; ``reason`` (``person``, ``email``, ``phone``) and ``limit``
+    with ``limit_reached``."""
 
     type: str
     title: str
@@ -646,9 +701,12 @@ PROBLEM_CODES = {
     403: "`forbidden` (the key's role does not allow this), `not_eligible` (with `reason`), "
     "`window_closed` (with `opens_at`)",
     404: "`not_found`: also for what exists but is not the caller's, and for a wrong token",
-    409: "`slot_full`, `hold_expired`, `limit_reached`, `campaign_full`, `waitlist_first`, "
+    409: "`slot_full`, `hold_expired`, `limit_reached` (with `reason`: `person` for the "
+    "person's limit of the service, `email` or `phone` for the limit of a contact address, "
+    "and that `limit`), `campaign_full`, `waitlist_first`, "
     "`not_an_offer`, `offer_pending`, `capacity_below_booked`, `already_changed`",
-    410: "`offer_expired`: the waiting-list offer lapsed or was declined",
+    410: "`offer_expired`: the waiting-list offer lapsed or was declined; `opt_in_expired`: "
+    "the booking was not confirmed by e-mail in time (or was cancelled)",
     413: "`body_too_large`: the body is larger than the configured limit (1 MiB by default)",
     415: "`unsupported_media_type`: JSON sent as another media type than `application/json`",
     422: "`validation_failed` (with `errors[{field, message}]`), `idempotency_key_reused`",
