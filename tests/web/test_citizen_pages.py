@@ -54,7 +54,8 @@ async def test_home_lists_what_citizens_can_book(client: Client) -> None:
     assert page.status_code == 200
     assert page.headers["cache-control"] == "no-store"
     html = main(page.text)
-    assert "Hund anmelden" in html and 'href="/termine/hund-anmelden"' in html
+    assert "Hund anmelden" in html
+    assert 'href="/termine/hund-anmelden"' in html
     assert "impfung-erstimpfung" in html  # the campaign's first dose …
     assert "impfung-zweitimpfung" not in html  # … books the second with it
     assert '<html lang="de">' in page.text
@@ -62,7 +63,8 @@ async def test_home_lists_what_citizens_can_book(client: Client) -> None:
 
 async def test_language_switch_is_kept(client: Client) -> None:
     english = await client.get("/?lang=en")
-    assert '<html lang="en">' in english.text and "Book an appointment" in english.text
+    assert '<html lang="en">' in english.text
+    assert "Book an appointment" in english.text
     assert "lang=en" in english.headers["set-cookie"]
     again = await client.get("/termine/hund-anmelden")
     assert "Choose a day" in again.text
@@ -83,7 +85,8 @@ async def test_book_through_the_pages(client: Client, core: Core) -> None:
 
     form = await client.get(target)
     assert form.status_code == 200
-    assert "für Sie reserviert" in form.text and "07:10 Uhr" in form.text
+    assert "für Sie reserviert" in form.text
+    assert "07:10 Uhr" in form.text
     query = parse_qs(urlsplit(target).query)
     fields = {
         "_csrf_token": csrf(form.text),
@@ -98,8 +101,10 @@ async def test_book_through_the_pages(client: Client, core: Core) -> None:
     )
     assert wrong.status_code == 422
     html = main(wrong.text)
-    assert 'href="#citizen-name"' in html and 'href="#citizen-email"' in html
-    assert 'value="nicht-gültig"' in html and 'aria-invalid="true"' in html
+    assert 'href="#citizen-name"' in html
+    assert 'href="#citizen-email"' in html
+    assert 'value="nicht-gültig"' in html
+    assert 'aria-invalid="true"' in html
     assert await free(client) == before - 1
 
     booked = await client.post(
@@ -117,7 +122,8 @@ async def test_book_through_the_pages(client: Client, core: Core) -> None:
         ("Erika Mustermann", "confirmed", "online")
     ]
     shown = await client.get(manage)
-    assert shown.status_code == 200 and "Hund anmelden" in shown.text
+    assert shown.status_code == 200
+    assert "Hund anmelden" in shown.text
 
 
 async def test_forms_need_the_csrf_token(client: Client, core: Core) -> None:
@@ -153,7 +159,8 @@ async def test_a_lost_race_offers_the_next_free_times(client: Client) -> None:
     html = main(lost.text)
     assert "gerade vergeben" in html
     offered = re.findall(r'name="start" value="([^"]+)"', html)
-    assert offered and START not in offered
+    assert offered
+    assert START not in offered
     assert offered[0] == "2026-11-30T09:15:00+01:00"  # the very next free time
     assert 'action="/termine/hund-anmelden/reservieren"' in html  # one click takes it
 
@@ -210,7 +217,8 @@ async def test_campaign_form_asks_for_eligibility(client: Client, core: Core) ->
     )
     assert chosen.status_code == 303  # nothing held before eligibility is known
     form = await client.get(chosen.headers["location"])
-    assert 'id="citizen-birth_date"' in form.text and 'id="citizen-postcode"' in form.text
+    assert 'id="citizen-birth_date"' in form.text
+    assert 'id="citizen-postcode"' in form.text
     fields = {"_csrf_token": csrf(form.text), "start": start, "citizen.name": "Erna Alt",
               "citizen.phone": "03935 1234"}  # fmt: skip
     missing = await client.post("/termine/impfung-erstimpfung/angaben", data=fields)
