@@ -119,6 +119,7 @@ class CitizenPages(Controller):
         return page(
             request, "days.html", title=service.display_name(lang), service=service,
             days=days, more=more, earlier=first > today, series=is_series(core, service),
+            base=f"/termine/{quote(service.id)}",
         )  # fmt: skip
 
     @get("/termine/{service_id:str}/tag/{day:str}", name="times")
@@ -151,6 +152,8 @@ class CitizenPages(Controller):
             request, "times.html", status=status, title_key=title_key,
             title=None if title_key else service.display_name(lang), service=service,
             day=day, times=free, series=is_series(core, service), problem=problem,
+            base=f"/termine/{quote(service.id)}",
+            action=f"/termine/{quote(service.id)}/reservieren",
         )  # fmt: skip
 
     @post("/termine/{service_id:str}/reservieren", name="hold", status_code=303)

@@ -117,6 +117,16 @@ UI: dict[str, dict[str, str]] = {
         "campaign_note": "Für diese Aktion gibt es Voraussetzungen; wir prüfen sie beim Buchen.",
         "series_note": "Mit dem ersten Termin wird der zweite gleich mitgebucht.",
         "footer": "Fragen? Rufen Sie das Bürgertelefon an.",
+        "pending_offer": "Dieser Termin ist für Sie reserviert bis {until} Uhr. Bitte bestätigen "
+        "Sie ihn bis dahin; sonst wird er wieder frei.",
+        "confirm_pending": "Termin verbindlich buchen",
+        "confirmed_title": "Ihr Termin ist bestätigt",
+        "lapsed_title": "Die Frist ist abgelaufen",
+        "contact_mail": "Nachrichten gehen an {address}.",
+        "contact_phone": "Sie haben keine E-Mail-Adresse angegeben; wir erreichen Sie unter "
+        "{phone}.",
+        "spelled": "Buchstabiert",
+        "not_active": "Dieser Termin ist {status}; er lässt sich nicht mehr ändern.",
     },
     "en": {
         "site": "Appointments",
@@ -188,6 +198,15 @@ UI: dict[str, dict[str, str]] = {
         "campaign_note": "This campaign has conditions; we check them when you book.",
         "series_note": "The second appointment is booked together with the first.",
         "footer": "Questions? Call the citizens' hotline.",
+        "pending_offer": "This time is reserved for you until {until}. Please confirm it by "
+        "then; otherwise it becomes free again.",
+        "confirm_pending": "Confirm the appointment",
+        "confirmed_title": "Your appointment is confirmed",
+        "lapsed_title": "The time to confirm has passed",
+        "contact_mail": "Messages go to {address}.",
+        "contact_phone": "You gave no e-mail address; we reach you at {phone}.",
+        "spelled": "Spelled",
+        "not_active": "This appointment is {status}; it can no longer be changed.",
     },
 }
 
