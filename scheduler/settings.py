@@ -124,15 +124,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 f"{PREFIX}DATABASE_URL must start with sqlite+aiosqlite:// or "
                 f"postgresql+asyncpg://, not {scheme}://"
             )
-        if self.redis_url is not None and urlsplit(self.redis_url).scheme not in (
-            "redis",
-            "rediss",
-            "unix",
-            "redis+cluster",
-        ):
-            raise SettingsError(
-                f"{PREFIX}REDIS_URL must be a redis://, rediss://, unix:// or redis+cluster:// URL"
-            )
+        if self.redis_url is not None:
+            _check_redis_url(self.redis_url)
         base = urlsplit(self.base_url)
         if base.scheme not in ("http", "https") or not base.netloc:
             raise SettingsError(
@@ -207,6 +200,39 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 if parts.password:
                     out[name] = value.replace(f":{parts.password}@", ":***@")
         return out
+
+
+def _check_redis_url(url: str) -> None:
+    """``redis://``, ``rediss://``, ``unix://``; ``redis+cluster://`` with one or more
+    ``host:port`` seed nodes; ``redis+sentinel://`` with one or more sentinels and the
+    master's name as the path."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss", "unix", "redis+cluster", "redis+sentinel"):
+        raise SettingsError(
+            f"{PREFIX}REDIS_URL must be a redis://, rediss://, unix://, redis+cluster:// or "
+            "redis+sentinel:// URL"
+        )
+    if parts.scheme not in ("redis+cluster", "redis+sentinel"):
+        return
+    hosts = [h.strip() for h in parts.netloc.rpartition("@")[2].split(",") if h.strip()]
+    for host in hosts:
+        port = host.rpartition("]")[2] if host.startswith("[") else host
+        port = port.rpartition(":")[2] if port.count(":") == 1 else ""
+        if host.count(":") > 1 and not host.startswith("["):
+            port = ""  # a bare IPv6 address: the default port
+        if port and not (port.isdigit() and 0 < int(port) < 65536):
+            raise SettingsError(f"{PREFIX}REDIS_URL: not a host:port: {host!r}")
+    if not hosts:
+        raise SettingsError(f"{PREFIX}REDIS_URL: {parts.scheme}:// needs at least one host:port")
+    path = parts.path.strip("/")
+    if parts.scheme == "redis+cluster" and path not in ("", "0"):
+        raise SettingsError(f"{PREFIX}REDIS_URL: Redis Cluster has database 0 only")
+    if parts.scheme == "redis+sentinel":
+        name, _, db = path.partition("/")
+        if not name or (db and not db.isdigit()):
+            raise SettingsError(
+                f"{PREFIX}REDIS_URL: redis+sentinel://host:port[,host:port]/MASTER-NAME[/DB]"
+            )
 
 
 def _parse_rate(name: str, value: str) -> tuple[int, int]:

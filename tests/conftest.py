@@ -27,6 +27,7 @@ from scheduler.redisconn import connect
 from scheduler.redisproc import RedisServer
 from scheduler.resources import demo_seed
 from scheduler.settings import Settings
+from tests.cluster import RedisClusterProcs
 
 PG_URL = os.environ.get("SCHEDULER_TEST_DATABASE_URL")
 # Monday 2026-11-23, 07:00 in Berlin: the fixed "now" of the tests.
@@ -36,18 +37,46 @@ SECRET = "test-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"
 BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
 
 
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
+# SCHEDULER_TEST_REDIS=cluster: the session's Redis is a Redis Cluster of 3 masters and 3
+# replicas (tests/cluster.py) and the service connects with redis+cluster://; unset or
+# "standalone": one redis-server on a Unix socket.
+TEST_REDIS = os.environ.get("SCHEDULER_TEST_REDIS", "standalone")
+if TEST_REDIS not in ("standalone", "cluster"):
+    raise RuntimeError("SCHEDULER_TEST_REDIS must be 'standalone' or 'cluster'")
+
+
+def start_test_redis(folder: Path) -> RedisServer | RedisClusterProcs:
+    """A started private Redis for a test of its own (e.g. behind a server process): a
+    cluster under SCHEDULER_TEST_REDIS=cluster. Both have ``url``, ``kill()``, ``start()``
+    and ``stop()``."""
+    server: RedisServer | RedisClusterProcs = (
+        RedisClusterProcs(folder) if TEST_REDIS == "cluster" else RedisServer(folder)
+    )
     server.start()
+    return server
+
+
+def _redis_alive(server: RedisServer | RedisClusterProcs) -> bool:
+    if isinstance(server, RedisClusterProcs):
+        return all(node.running() for node in server.nodes)
+    return server.process is not None and server.process.poll() is None
+
+
+@pytest.fixture(scope="session")
+def redis_server(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[RedisServer | RedisClusterProcs]:
+    """The session's Redis; tests may ``kill()`` it (all of it, for a cluster) and
+    ``start()`` it again (empty, with a new run id)."""
+    server = start_test_redis(tmp_path_factory.mktemp("redis"))
     yield server
     server.stop()
 
 
 @pytest.fixture
-async def redis_url(redis_server: RedisServer) -> AsyncIterator[str]:
+async def redis_url(redis_server: RedisServer | RedisClusterProcs) -> AsyncIterator[str]:
     """The test Redis, empty at the start of each test (it is private to the test run)."""
-    if redis_server.process is None or redis_server.process.poll() is not None:
+    if not _redis_alive(redis_server):
         redis_server.start()
     client = connect(redis_server.url)
     await client.flushall()

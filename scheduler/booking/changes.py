@@ -2,8 +2,14 @@
 
 Every script that changes a location's counters bumps its version and publishes the location id
 on ``sch:changes``. Each process keeps the versions it has read and forgets one when its notice
-arrives. While the subscription is not confirmed (start-up, Redis restart, Redis Cluster where the
-async client has no pub/sub), nothing is remembered and every read asks Redis.
+arrives. While the subscription is not confirmed (start-up, Redis restart, a lost node),
+nothing is remembered and every read asks Redis.
+
+On Redis Cluster a PUBLISH on any node reaches the subscribers of every node (masters and
+replicas), so the feed subscribes with a plain connection to one node of the cluster (not through
+the cluster client, whose pub/sub is missing in older redis-py versions and follows slot
+ownership). When that node goes away, the feed forgets everything and subscribes at the next
+node the cluster client knows.
 
 A generation number per location closes the race between a read and a notice: a version read
 from Redis is only remembered if no notice for that location arrived while it was being read.
@@ -14,9 +20,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from typing import Any
 
-from redis.exceptions import RedisError
+from redis.asyncio import ConnectionPool, Redis, RedisCluster
+from redis.exceptions import RedisClusterException, RedisError
 
 CHANNEL = "sch:changes"
 log = logging.getLogger("scheduler.changes")
@@ -61,9 +69,11 @@ class ChangeFeed:
         self.live = False
 
     async def _run(self) -> None:
+        nodes = _ClusterNodes(self._redis) if isinstance(self._redis, RedisCluster) else None
         while True:
-            pubsub = self._redis.pubsub()
+            pubsub: Any = None
             try:
+                pubsub = (await nodes.next()).pubsub() if nodes else self._redis.pubsub()
                 await pubsub.subscribe(CHANNEL)
                 while True:
                     message = await pubsub.get_message(timeout=5.0)
@@ -75,7 +85,7 @@ class ChangeFeed:
                     elif message["type"] == "message":
                         data = message["data"]
                         self.forget(data.decode() if isinstance(data, bytes) else str(data))
-            except (RedisError, OSError) as exc:
+            except (RedisError, RedisClusterException, OSError) as exc:
                 if self.live:
                     log.warning("change feed lost", extra={"error": type(exc).__name__})
                 self.live = False
@@ -85,4 +95,41 @@ class ChangeFeed:
                 self.live = False
                 self._forget_all()
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                    if pubsub is not None:
+                        await pubsub.aclose()
+                if nodes is not None:
+                    await nodes.close()
+
+
+class _ClusterNodes:
+    """Plain clients to the nodes of a Redis Cluster, one at a time, in turn: ``next()``
+    closes the previous one and connects to the next node the cluster client knows (its
+    topology is refreshed as it meets errors), starting at a random one so that the processes
+    of a deployment spread their subscriptions."""
+
+    def __init__(self, cluster: RedisCluster) -> None:
+        self._cluster = cluster
+        self._turn = random.randrange(1 << 16)
+        self._client: Redis | None = None
+        self._pool: ConnectionPool | None = None
+
+    async def next(self) -> Redis:
+        await self.close()
+        if not self._cluster.get_nodes():
+            await self._cluster.initialize()
+        nodes = sorted(self._cluster.get_nodes(), key=lambda node: node.name)
+        node = nodes[self._turn % len(nodes)]
+        self._turn += 1
+        self._pool = ConnectionPool(
+            connection_class=node.connection_class, max_connections=2, **node.connection_kwargs
+        )
+        self._client = Redis(connection_pool=self._pool)
+        return self._client
+
+    async def close(self) -> None:
+        client, pool, self._client, self._pool = self._client, self._pool, None, None
+        with contextlib.suppress(Exception):
+            if client is not None:
+                await client.aclose()
+            if pool is not None:
+                await pool.disconnect()

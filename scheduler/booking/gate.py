@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from scheduler.booking.counters import (
@@ -40,6 +40,19 @@ class Gate:
         self._reconcile = redis.register_script(RECONCILE)
 
     async def run_id(self) -> str:
+        """Who serves the counters: the server's ``run_id``, which changes when Redis restarts.
+
+        On Redis Cluster, the run ids of all masters (sorted): a failover promotes a replica,
+        which may lack the last writes (replication is asynchronous), so it must be noticed like
+        a restart and the counters rebuilt from SQL. Every location's slot has one of these
+        masters; a failover of any of them rebuilds all locations (one reconcile, no harm). A
+        master that cannot be reached raises ``RedisError``: ask again later.
+        """
+        if isinstance(self.redis, RedisCluster):
+            infos = await self.redis.info("server", target_nodes=RedisCluster.PRIMARIES)
+            if "run_id" in infos:  # a cluster of one master answers with its info alone
+                return str(infos["run_id"])
+            return ",".join(sorted(str(info["run_id"]) for info in infos.values()))
         info = await self.redis.info("server")
         return str(info["run_id"])
 
