@@ -20,8 +20,10 @@ from scheduler.api.problems import STATUS, connection_lost
 from scheduler.booking import errors as e
 from scheduler.settings import Settings
 from scheduler.web import texts
+from scheduler.web.agent import AgentPages
 from scheduler.web.citizen import CitizenPages, problem_of
 from scheduler.web.render import HERE, lang_of, page
+from scheduler.web.staff import StaffPages
 
 log = logging.getLogger("scheduler.web")
 
@@ -90,7 +92,7 @@ EXCEPTION_HANDLERS = {
 def web_router(settings: Settings) -> Router:
     return Router(
         path="/",
-        route_handlers=[CitizenPages],
+        route_handlers=[CitizenPages, AgentPages, StaffPages],
         middleware=[DefineMiddleware(CSRFMiddleware, config=csrf_config(settings))],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         include_in_schema=False,
