@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from bench import campaign
-from tests.booking.test_races import _stack
 from tests.conftest import PG_URL
 from tests.serverproc import ServerProcess
+from tests.stack import service_stack
 
 pytestmark = [
     pytest.mark.slow,
@@ -31,12 +31,9 @@ PEOPLE, PLACES = 2000, 100
 
 @pytest.fixture
 def stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[ServerProcess, str]]:
-    generator = _stack(tmp_path, guards=getattr(request, "param", True), seed=campaign.SEED)
-    server, _redis, db_url = next(generator)
-    try:
-        yield server, db_url
-    finally:
-        next(generator, None)
+    guards = getattr(request, "param", True)
+    with service_stack(tmp_path, guards=guards, seed=campaign.SEED, prefix="campaign") as found:
+        yield found.server, found.db_url
 
 
 def rush(server: ServerProcess, db_url: str) -> tuple[campaign.Crowd, campaign.Invariants]:

@@ -6,27 +6,19 @@ conditional update and the CHECK constraint) must overbook: proof that the test 
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.pool import NullPool
 
 from scheduler.booking.counters import Keys, decode_free
 from scheduler.redisconn import connect
-from scheduler.redisproc import RedisServer
-from tests.conftest import PG_URL, SECRET
-from tests.serverproc import ServerProcess, minimal_env, start_server
+from tests.conftest import PG_URL
+from tests.stack import Stack, service_stack
 
 pytestmark = [
     pytest.mark.slow,
@@ -35,86 +27,16 @@ pytestmark = [
     ),
 ]
 
-RACE_SEED = Path(__file__).resolve().parent.parent / "fixtures" / "race.toml"
-
-
-@dataclass
-class Stack:
-    server: ServerProcess
-    redis: RedisServer
-    db_url: str
-    engine: AsyncEngine
-
-    async def sql(self, query: str, **params: Any) -> list[Any]:
-        async with self.engine.connect() as conn:
-            return list(await conn.execute(text(query), params))
-
-
-def _admin(sql: str) -> None:
-    async def run() -> None:
-        engine = create_async_engine(PG_URL or "", poolclass=NullPool, isolation_level="AUTOCOMMIT")
-        async with engine.connect() as conn:
-            await conn.execute(text(sql))
-        await engine.dispose()
-
-    asyncio.run(run())
-
-
-def _stack(
-    tmp_path: Path, *, guards: bool, seed: Path = RACE_SEED
-) -> Iterator[tuple[ServerProcess, RedisServer, str]]:
-    name = f"scheduler_race_{os.getpid()}"
-    base = (PG_URL or "").rpartition("/")[0]
-    db_url = f"{base}/{name}"
-    _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    _admin(f"CREATE DATABASE {name}")
-    redis = RedisServer(tmp_path / "redis")
-    redis.start()
-    env = {
-        "SCHEDULER_DATABASE_URL": db_url,
-        "SCHEDULER_REDIS_URL": redis.url,
-        "SCHEDULER_SECRET_KEY": SECRET,
-        "SCHEDULER_LOG_LEVEL": "WARNING",
-        "SCHEDULER_RATE_LIMITS": "off",  # one client address sends every request
-        "SCHEDULER_UNSAFE_DISABLE_GUARDS": "off" if guards else "on",
-    }
-    seeded = subprocess.run(
-        [sys.executable, "-m", "scheduler.cli", "seed", str(seed)],
-        cwd=tmp_path, env=minimal_env(env), capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert seeded.returncode == 0, seeded.stderr
-    if not guards:
-        _admin_db(db_url, "ALTER TABLE slots DROP CONSTRAINT ck_slots_seats_within_capacity")
-    try:
-        with start_server(tmp_path / "serve", args=[], env=env, workers=2, timeout=90) as server:
-            assert len(server.worker_pids()) >= 2
-            yield server, redis, db_url
-    finally:
-        redis.stop()
-        _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-
-
-def _admin_db(url: str, sql: str) -> None:
-    async def run() -> None:
-        engine = create_async_engine(url, poolclass=NullPool)
-        async with engine.begin() as conn:
-            await conn.execute(text(sql))
-        await engine.dispose()
-
-    asyncio.run(run())
-
 
 @pytest.fixture
 async def stack(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Stack]:
-    guards = getattr(request, "param", True)
-    generator = _stack(tmp_path, guards=guards)
-    server, redis, db_url = await asyncio.to_thread(next, generator)
-    engine = create_async_engine(db_url, poolclass=NullPool)
+    """The server with two workers; ``request.param`` False: the control run, guards off."""
+    manager = service_stack(tmp_path, guards=getattr(request, "param", True), prefix="race")
+    found = await asyncio.to_thread(manager.__enter__)
     try:
-        yield Stack(server, redis, db_url, engine)
+        yield found
     finally:
-        await engine.dispose()
-        await asyncio.to_thread(lambda: next(generator, None))
+        await asyncio.to_thread(manager.__exit__, None, None, None)
 
 
 async def first_start(session: aiohttp.ClientSession, base: str, service: str) -> str:

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import re
@@ -45,6 +46,7 @@ from scheduler.redisconn import connect
 from tests.cluster import ClusterNode, RedisClusterProcs
 from tests.conftest import PG_URL, SECRET
 from tests.serverproc import ServerProcess, start_server
+from tests.stack import pg_database
 
 
 def _cluster_capable() -> bool:
@@ -222,15 +224,12 @@ async def served(
         "SCHEDULER_LOG_LEVEL": "WARNING",
         "SCHEDULER_RATE_LIMITS": "off",  # one client address sends every request
     }
-    workers, name = 1, ""
+    workers = 1
+    database = contextlib.ExitStack()
     if request.param == "postgresql":
-        from tests.booking.test_races import _admin
-
-        name = f"scheduler_cluster_{os.getpid()}"
-        env["SCHEDULER_DATABASE_URL"] = f"{(PG_URL or '').rpartition('/')[0]}/{name}"
+        db_url, _ = await asyncio.to_thread(database.enter_context, pg_database("cluster"))
+        env["SCHEDULER_DATABASE_URL"] = db_url
         workers = 2
-        await asyncio.to_thread(_admin, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        await asyncio.to_thread(_admin, f"CREATE DATABASE {name}")
     folder = tmp_path / "serve"
     db_url = env.get("SCHEDULER_DATABASE_URL", f"sqlite+aiosqlite:///{folder / 'scheduler.db'}")
     engine = create_async_engine(db_url, poolclass=NullPool)
@@ -243,10 +242,7 @@ async def served(
             await asyncio.to_thread(server_cm.__exit__, None, None, None)
     finally:
         await engine.dispose()
-        if name:
-            from tests.booking.test_races import _admin
-
-            await asyncio.to_thread(_admin, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        await asyncio.to_thread(database.close)
 
 
 async def test_a_rush_survives_a_failover_of_the_locations_master(

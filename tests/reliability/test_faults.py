@@ -31,15 +31,14 @@ from typing import Any
 
 import aiohttp
 import pytest
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.pool import NullPool
 
 from scheduler.redisproc import RedisServer
-from tests.booking.test_races import RACE_SEED, Stack, _admin, counters_match_sql, over_capacity
-from tests.conftest import PG_URL, SECRET
+from tests.booking.test_races import counters_match_sql, over_capacity
+from tests.cluster import RedisClusterProcs
+from tests.conftest import PG_URL
 from tests.reminders.smtp import SmtpServer
-from tests.serverproc import ServerProcess, minimal_env, start_server
+from tests.serverproc import ServerProcess, minimal_env
+from tests.stack import Stack, service_stack
 
 pytestmark = [
     pytest.mark.slow,
@@ -54,37 +53,41 @@ LEASE = 10  # SCHEDULER_OUTBOX_LEASE_SECONDS: a killed sender's messages are tak
 
 @dataclass
 class Rig:
-    server: ServerProcess
-    redis: RedisServer
+    """The service stack, its SMTP server and the ``scheduler worker`` processes."""
+
+    stack: Stack
     smtp: SmtpServer
-    db_url: str
-    db_name: str
-    engine: AsyncEngine
-    env: dict[str, str]
-    folder: Path
     workers: list[subprocess.Popen[bytes]]
+
+    @property
+    def server(self) -> ServerProcess:
+        return self.stack.server
+
+    @property
+    def redis(self) -> RedisServer | RedisClusterProcs:
+        return self.stack.redis
 
     def start_job_worker(self) -> subprocess.Popen[bytes]:
         n = len(self.workers)
-        with (self.folder / f"worker-{n}.log").open("wb") as out:
+        folder = self.stack.folder
+        with (folder / f"worker-{n}.log").open("wb") as out:
             process = subprocess.Popen(
                 [sys.executable, "-m", "scheduler.cli", "worker"],
-                cwd=self.folder, env=minimal_env(self.env), stdin=subprocess.DEVNULL,
+                cwd=folder, env=minimal_env(self.stack.env), stdin=subprocess.DEVNULL,
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
         self.workers.append(process)
         return process
 
     async def sql(self, query: str, **params: Any) -> list[Any]:
-        async with self.engine.connect() as conn:
-            return list(await conn.execute(text(query), params))
+        return await self.stack.sql(query, **params)
 
     async def terminate_connections(self) -> int:
         """``pg_terminate_backend`` for every connection of the service's database."""
         rows = await self.sql(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
             "WHERE datname = :name AND pid <> pg_backend_pid()",
-            name=self.db_name,
+            name=self.stack.db_name,
         )
         return len(rows)
 
@@ -94,49 +97,24 @@ def rig(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Rig]:
     """The server with ``request.param`` = (API worker processes, job workers); (2, 1) unless
     parametrized."""
     api_workers, job_workers = getattr(request, "param", (2, 1))
-    name = f"scheduler_faults_{os.getpid()}"
-    db_url = f"{(PG_URL or '').rpartition('/')[0]}/{name}"
-    _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    _admin(f"CREATE DATABASE {name}")
-    redis = RedisServer(tmp_path / "redis")
-    redis.start()
-    smtp = SmtpServer()
-    smtp.start()
-    env = {
-        "SCHEDULER_DATABASE_URL": db_url,
-        "SCHEDULER_REDIS_URL": redis.url,
-        "SCHEDULER_SECRET_KEY": SECRET,
-        "SCHEDULER_LOG_LEVEL": "WARNING",
-        "SCHEDULER_RATE_LIMITS": "off",  # one client address sends every request
-        "SCHEDULER_SMTP_HOST": "127.0.0.1",
-        "SCHEDULER_SMTP_PORT": str(smtp.port),
-        "SCHEDULER_MAIL_FROM": SENDER,
-        "SCHEDULER_OUTBOX_LEASE_SECONDS": str(LEASE),
-    }
-    seeded = subprocess.run(
-        [sys.executable, "-m", "scheduler.cli", "seed", str(RACE_SEED)],
-        cwd=tmp_path, env=minimal_env(env), capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert seeded.returncode == 0, seeded.stderr
-    engine = create_async_engine(db_url, poolclass=NullPool)
-    rig: Rig | None = None
-    try:
-        with start_server(
-            tmp_path / "serve", args=[], env=env, workers=api_workers, timeout=120
-        ) as server:
-            rig = Rig(server, redis, smtp, db_url, name, engine, env, tmp_path, [])
-            for _ in range(job_workers):
-                rig.start_job_worker()
-            yield rig
-    finally:
-        for process in rig.workers if rig else []:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-        asyncio.run(engine.dispose())
-        smtp.stop()
-        redis.stop()
-        _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with SmtpServer() as smtp:
+        env = {
+            "SCHEDULER_SMTP_HOST": "127.0.0.1",
+            "SCHEDULER_SMTP_PORT": str(smtp.port),
+            "SCHEDULER_MAIL_FROM": SENDER,
+            "SCHEDULER_OUTBOX_LEASE_SECONDS": str(LEASE),
+        }
+        with service_stack(tmp_path, workers=api_workers, env=env, prefix="faults") as stack:
+            rig = Rig(stack, smtp, [])
+            try:
+                for _ in range(job_workers):
+                    rig.start_job_worker()
+                yield rig
+            finally:
+                for process in rig.workers:
+                    if process.poll() is None:
+                        process.kill()
+                        process.wait()
 
 
 async def test_a_rush_survives_redis_postgres_smtp_and_process_faults(rig: Rig) -> None:
@@ -252,7 +230,7 @@ async def test_a_rush_survives_redis_postgres_smtp_and_process_faults(rig: Rig) 
     assert duplicates <= 2 * 20, duplicates
 
     # the counters equal SQL again (rebuilt after the empty restart; no live holds are left)
-    stack = Stack(rig.server, rig.redis, rig.db_url, rig.engine)
+    stack = rig.stack
     for _ in range(60):
         if not await counters_match_sql(stack):
             break
@@ -312,5 +290,5 @@ async def test_four_api_processes_and_two_job_workers(rig: Rig) -> None:
     counts = rig.smtp.recorder.accepted()
     assert sorted(counts) == sorted(r[0] for r in rows)
     assert set(counts.values()) == {1}  # six senders, each message once
-    stack = Stack(rig.server, rig.redis, rig.db_url, rig.engine)
+    stack = rig.stack
     assert await counters_match_sql(stack) == []

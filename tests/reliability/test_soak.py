@@ -5,18 +5,13 @@ the memory of every server process stays flat once the caches are warm."""
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from bench import soak
-from scheduler.redisproc import RedisServer
-from tests.booking.test_races import RACE_SEED, _admin
-from tests.conftest import PG_URL, SECRET
-from tests.serverproc import minimal_env, start_server
+from tests.conftest import PG_URL
+from tests.stack import service_stack
 
 pytestmark = [
     pytest.mark.slow,
@@ -33,33 +28,12 @@ GROWTH_MIB = 12
 
 
 def test_two_minutes_at_half_capacity_without_errors_or_growing_memory(tmp_path: Path) -> None:
-    name = f"scheduler_soak_{os.getpid()}"
-    db_url = f"{(PG_URL or '').rpartition('/')[0]}/{name}"
-    _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    _admin(f"CREATE DATABASE {name}")
-    redis = RedisServer(tmp_path / "redis")
-    redis.start()
-    env = {
-        "SCHEDULER_DATABASE_URL": db_url,
-        "SCHEDULER_REDIS_URL": redis.url,
-        "SCHEDULER_SECRET_KEY": SECRET,
-        "SCHEDULER_LOG_LEVEL": "WARNING",
-        "SCHEDULER_RATE_LIMITS": "off",
-    }
-    try:
-        seeded = subprocess.run(
-            [sys.executable, "-m", "scheduler.cli", "seed", str(RACE_SEED)],
-            cwd=tmp_path, env=minimal_env(env), capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
-        assert seeded.returncode == 0, seeded.stderr
-        with start_server(tmp_path / "serve", args=[], env=env, workers=2, timeout=90) as server:
-            pids = [server.pid, *server.worker_pids()]
-            measured = asyncio.run(soak.capacity(server.base_url))
-            asyncio.run(soak.soak_run(server.base_url, measured / 2, 15))  # warm-up
-            run = asyncio.run(soak.soak_run(server.base_url, measured / 2, SECONDS, pids=pids))
-    finally:
-        redis.stop()
-        _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with service_stack(tmp_path, prefix="soak") as stack:
+        server = stack.server
+        pids = [server.pid, *server.worker_pids()]
+        measured = asyncio.run(soak.capacity(server.base_url))
+        asyncio.run(soak.soak_run(server.base_url, measured / 2, 15))  # warm-up
+        run = asyncio.run(soak.soak_run(server.base_url, measured / 2, SECONDS, pids=pids))
     assert run.errors == []
     assert run.visits >= SECONDS * measured / 2 * 0.9, (run.visits, measured)
     assert run.late == 0
