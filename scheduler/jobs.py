@@ -20,7 +20,8 @@ from scheduler.reminders.mailer import FileMailer, Mailer, SmtpMailer
 from scheduler.settings import Settings
 
 DISPATCH_SECONDS = 2
-WAITLIST_SECONDS = 5  # lapse unanswered offers, offer freed series to the waiting lists
+WAITLIST_SECONDS = 5  # lapse unanswered offers and opt-ins, offer freed series to the lists
+RELEASE_SECONDS = 10  # give back held-back seats (a service's release delay) that are due
 
 
 def make_mailer(settings: Settings) -> Mailer:
@@ -53,6 +54,8 @@ def start_jobs(core: Core, dispatcher: Dispatcher) -> AsyncIOScheduler:
     jobs.add_job(core.sweep_holds, "interval", seconds=5, id="sweep_holds", **every)
     jobs.add_job(core.waitlist.run_once, "interval", seconds=WAITLIST_SECONDS, id="waitlist",
                  **every)  # fmt: skip
+    jobs.add_job(core.release_holdbacks, "interval", seconds=RELEASE_SECONDS,
+                 id="release_holdbacks", **every)  # fmt: skip
     jobs.add_job(core.rebuild_counters, "interval", seconds=60, id="reconcile", **every)
     jobs.add_job(core.materialize, "cron", hour=1, minute=5, id="horizon", **every)
     jobs.add_job(core.erase_expired, "cron", hour=2, minute=15, id="retention", **every)

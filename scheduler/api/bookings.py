@@ -127,7 +127,26 @@ class PersonOut(msgspec.Struct, omit_defaults=True):
     postcode: str | None = None
 
 
+# a pending booking's deadline, in the location's zone
+PendingUntil = Annotated[
+    str,
+    msgspec.Meta(
+        description=(
+            "Only with `status` `pending`: the booking waits for its e-mail opt-in (or the "
+            "answer to a waiting-list offer) until this moment and lapses then, its seats free "
+            "again. `POST /bookings/{reference}/confirm` confirms it."
+        ),
+        examples=["2026-11-23T07:30:00+01:00"],
+    ),
+]
+
+
 class BookingOut(msgspec.Struct, omit_defaults=True):
+    """A booking. ``status`` ``pending``: its seats are taken, but it waits for the e-mail
+    opt-in (the link in the message sent to the contact address; its service asks for one)
+    or for the answer to a waiting-list offer, until ``pending_until``, and lapses then
+    (``POST /bookings/{reference}/confirm`` confirms it). Reminders follow the confirmation."""
+
     reference: str
     status: str
     channel: str
@@ -140,6 +159,7 @@ class BookingOut(msgspec.Struct, omit_defaults=True):
     location_id: str = ""
     manage_token: str | None = None
     spelled_reference: str | None = None
+    pending_until: PendingUntil | None = None
 
 
 _encoder = msgspec.json.Encoder()
@@ -239,6 +259,7 @@ def booking_out(
                                 citizen.postcode)  # fmt: skip
         contact_out = PersonOut(contact.name, contact.email, contact.phone) if contact else None
         start, end = booking.start, booking.end
+        pending_until = booking.pending_until
     else:
         appointments = [
             (list(a.service_ids), a.starts_at, a.ends_at, list(a.calendar_ids))
@@ -258,6 +279,7 @@ def booking_out(
             else None
         )
         start, end = booking.starts_at, booking.ends_at
+        pending_until = booking.pending_until
     location_id = booking.location_id
     rows = []
     service_ids: list[str] = []
@@ -284,6 +306,11 @@ def booking_out(
         location_id=location_id,
         manage_token=token,
         spelled_reference=codes.spell(booking.reference) if spell else None,
+        pending_until=(
+            _local(pending_until, core, location_id)
+            if pending_until is not None and booking.status == m.BookingStatus.PENDING.value
+            else None
+        ),
     )
 
 
@@ -460,6 +487,16 @@ class BookingsController(Controller):
         "/",
         operation_id="createBooking",
         summary="Confirm a hold, or book in one step",
+        description=(
+            "A citizen's online booking of a service with e-mail opt-in is answered with "
+            "`status` `pending` and `pending_until`: it needs a contact e-mail address (else "
+            "422 `validation_failed` with an error for `citizen.email` or `contact.email`) and "
+            "is confirmed by the link in the message sent there "
+            "(`POST /bookings/{reference}/confirm`), or lapses. A citizen's online bookings are "
+            "limited per contact e-mail address and phone number at a location (pending ones "
+            "count): 409 `limit_reached` with `reason` `email` or `phone` and the `limit`. "
+            "Agents' phone and counter bookings are not limited."
+        ),
         responses=problem_responses(400, 401, 403, 404, 409, 413, 422, 429, 503),
     )
     async def create(
@@ -565,6 +602,35 @@ class BookingsController(Controller):
             return earlier  # type: ignore[return-value]
         updated = await _service(request).cancel(booking.id, _actor(request, principal))
         return await _answer(core, key, 200, booking_out(core, updated))  # type: ignore[return-value]
+
+    @post(
+        "/{reference:str}/confirm",
+        operation_id="confirmBooking",
+        summary="Confirm a pending booking (the e-mail opt-in, or a waiting-list offer)",
+        description=(
+            "A booking of a service with e-mail opt-in, made online by a citizen, is `pending` "
+            "until `pending_until`: the message to its contact address links to a page whose "
+            "button calls this. Confirmed in time, it is `confirmed` and the confirmation (with "
+            "the .ics) and reminders follow; a booking confirmed already is answered as it is. "
+            "Too late (the booking lapsed, its seats are free again) or cancelled: 410 "
+            "`opt_in_expired` (`offer_expired` for a waiting-list offer)."
+        ),
+        status_code=200,
+        responses=problem_responses(401, 404, 409, 410, 422, 429),
+    )
+    async def confirm(
+        self,
+        request: Request[Any, Any, Any],
+        reference: Annotated[str, PathParameter(max_length=20)],
+    ) -> Response[BookingOut]:
+        booking = await authorized_booking(request, reference)
+        principal = await current_principal(request)  # None for a manage token
+        core = _core(request)
+        updated = await _service(request).confirm_pending(booking.id, _actor(request, principal))
+        return Response(
+            booking_out(core, updated),
+            headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
+        )
 
     @post(
         "/{reference:str}/reschedule",

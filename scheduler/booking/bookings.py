@@ -17,12 +17,13 @@ hold is marked confirmed; if the transaction fails, the hold's seats are given b
 
 from __future__ import annotations
 
+import logging
 import math
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -31,7 +32,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import selectinload
 
-from scheduler.booking import campaigns, codes, moves, outbox, pgfast
+from scheduler.booking import campaigns, codes, limits, moves, outbox, pgfast
 from scheduler.booking import idempotency as idem
 from scheduler.booking import models as m
 from scheduler.booking.addresses import addr_spec
@@ -43,6 +44,7 @@ from scheduler.booking.errors import (
     HoldExpired,
     LimitReached,
     NotFound,
+    OptInExpired,
     SlotFull,
     ValidationFailed,
     WaitlistFirst,
@@ -57,6 +59,8 @@ from scheduler.booking.holds import (
     plan_visit,
     with_second_dose,
 )
+
+log = logging.getLogger("scheduler.bookings")
 
 ACTIVE = tuple(s.value for s in m.ACTIVE_STATUSES)
 
@@ -147,6 +151,7 @@ _CLOSED = exists().where(
             m.Closure.location_id
             == select(m.Calendar.location_id)
             .where(m.Calendar.id == m.Slot.calendar_id)
+            .correlate(m.Slot)  # the slot being updated (else: every slot, more than one row)
             .scalar_subquery()
         ),
     ),
@@ -176,6 +181,11 @@ class Actor:
         if self.key_id:
             return f"key:{self.key_id}"
         return "system" if self.role == "system" else "citizen"
+
+    @property
+    def is_citizen(self) -> bool:
+        """The citizen themself (no API key, no job)."""
+        return self.key_id is None and self.role is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +233,8 @@ class BookingView:
     created_at: datetime
     updated_at: datetime
     extra: dict[str, Any] = field(default_factory=dict)
+    # a pending booking's deadline: its e-mail opt-in (or a waiting-list offer) lapses then
+    pending_until: datetime | None = None
 
     @property
     def service_ids(self) -> list[str]:
@@ -240,6 +252,15 @@ class OfferTerms:
     entry_id: int
     claim_token: str
     until: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class HoldBack:
+    """Freed seats kept taken until ``release_at`` (a service's release delay)."""
+
+    location_id: str
+    online: bool
+    release_at: datetime
 
 
 class OfferClaimLost(Exception):
@@ -273,6 +294,12 @@ def person_columns(request: BookingRequest) -> dict[str, Any]:
         "contact_email": who.email.strip() if who.email else None,
         "contact_phone": codes.normalize_phone(who.phone) if who.phone else None,
     }
+
+
+def citizen_online(request: BookingRequest, actor: Actor) -> bool:
+    """A citizen's own online booking: the one the anti-bot and anti-trading rules (e-mail
+    opt-in, limits per contact address) apply to; agents' and counter bookings are exempt."""
+    return request.channel == m.Channel.ONLINE.value and actor.is_citizen
 
 
 def validate_request(request: BookingRequest) -> None:
@@ -317,7 +344,23 @@ def _constraint(exc: Exception) -> str:
 
 
 class BookingService:
-    """Booking operations over SQL and the Redis gate; HTTP-free."""
+    """Booking operations over SQL and the Redis gate; HTTP-free.
+
+    **E-mail opt-in.** A citizen's online booking of a service with ``requires_opt_in`` is
+    written ``pending`` until ``opt_in_minutes`` from now (at the latest the appointment's
+    start): its seats are taken in SQL and Redis like any booking's, it counts against every
+    limit, and it owes one ``opt_in`` message with the link to confirm it. Following the link
+    and pressing the button (:meth:`confirm_pending`) makes it ``confirmed`` and owes the
+    confirmation (with the .ics) and the reminders; unconfirmed, the waiting-list job lets it
+    lapse as it does an unanswered offer (``cancel(lapse=True)``: seats, claims and place given
+    back, no message, no reminder ever). Such a booking needs a contact e-mail address.
+
+    **Release delay.** Seats that a booking of a service with ``release_delay_minutes`` gives
+    up (cancelled, lapsed or moved away by anyone but staff or an admin) are not offered again
+    at once: a ``seat_holdbacks`` row keeps them counted in ``slots.booked`` (so Redis and every
+    reconcile see them taken) until :meth:`release_holdbacks`, run by a job, gives them back.
+    A trader who cancels a booking cannot hand its slot to a buyer waiting to click.
+    """
 
     def __init__(self, core: Any, reservations: Reservations, *, unsafe_no_guard: bool = False):
         self.core = core
@@ -519,6 +562,7 @@ class BookingService:
             if hold.payload.channel != request.channel:
                 raise ValidationFailed(FieldError("channel", "channel_mismatch"))
             self._recheck(hold, request)
+            self._check_opt_in_contact(self._held_services(hold), request, actor)
         except BaseException:
             await self.reservations.unclaim(hold)
             raise
@@ -539,6 +583,7 @@ class BookingService:
     ) -> tuple[BookingView | None, idem.Replay | None]:
         """Hold and confirm in one step."""
         validate_request(request)
+        self._check_opt_in_contact(service_ids, request, actor)
         if key is not None and (replay := await self._replay(key)) is not None:
             return None, replay
         now = self.now()
@@ -550,6 +595,35 @@ class BookingService:
             visit, request.channel, now, self.core.hold_seconds, claimed=True
         )
         return await self._commit_new(hold, request, actor, key, render)
+
+    def _held_services(self, hold: Hold) -> list[str]:
+        payload = hold.payload
+        second = [payload.second_service_id] if payload.second_service_id else []
+        return [*payload.service_ids, *second]
+
+    def opt_in_minutes(
+        self, service_ids: list[str], request: BookingRequest, actor: Actor
+    ) -> int | None:
+        """How long this booking would wait for its e-mail confirmation; None: it needs none
+        (no service asks for it, or not a citizen's own online booking)."""
+        if not citizen_online(request, actor):
+            return None
+        minutes = [
+            service.opt_in_minutes
+            for service_id in service_ids
+            if (service := self.catalog.services.get(service_id)) is not None
+            and service.requires_opt_in
+        ]
+        return min(minutes) if minutes else None
+
+    def _check_opt_in_contact(
+        self, service_ids: list[str], request: BookingRequest, actor: Actor
+    ) -> None:
+        """A booking that waits for its e-mail confirmation needs an address to send it to."""
+        minutes = self.opt_in_minutes(service_ids, request, actor)
+        if minutes is not None and not (request.contact or request.citizen).email:
+            where = "contact.email" if request.contact else "citizen.email"
+            raise ValidationFailed(FieldError(where, "email_for_opt_in", minutes=minutes))
 
     async def _replay(self, key: idem.IdempotencyKey) -> idem.Replay | None:
         async with self.core.sessions() as session:
@@ -577,6 +651,10 @@ class BookingService:
                         await self.reservations.unclaim(hold)
                         return None, await self._replay(key)
                     if which == "person_claims":
+                        if attempt < 2 and citizen_online(request, actor):
+                            # maybe a concurrent booking of the same contact took the ordinal
+                            # this one picked (``limits``): pick again
+                            continue
                         raise LimitReached() from None
                     if which == "hold_key":
                         raise HoldExpired() from None
@@ -619,8 +697,21 @@ class BookingService:
         claim_keys = attendee_keys(secret, citizen)
         booking_id = uuid.uuid4().hex
         reference = codes.new_reference()
-        status = m.BookingStatus.PENDING if offer is not None else m.BookingStatus.CONFIRMED
+        pending_until = offer.until if offer is not None else None
+        opt_in = None if offer is not None else self.opt_in_minutes(all_service_ids, request, actor)
+        if opt_in is not None:
+            pending_until = min(now + timedelta(minutes=opt_in), start)
+        status = m.BookingStatus.CONFIRMED if pending_until is None else m.BookingStatus.PENDING
         counted = self.counted_campaign(list(payload.service_ids))
+        contact_claims: list[tuple[str, str]] = []
+        if citizen_online(request, actor):
+            contact_claims = await limits.pick(
+                self.core.engine,
+                limits.contact_keys(
+                    secret, catalog.locations[payload.location_id], who.email, who.phone
+                ),
+                now,
+            )
         booking_row = dict(
             id=booking_id,
             reference=reference,
@@ -644,7 +735,7 @@ class BookingService:
             token_version=1,
             sequence=0,
             hold_key=hold.token[:64],
-            pending_until=offer.until if offer is not None else None,
+            pending_until=pending_until,
             erased_at=None,
         )
         appointment_rows = [
@@ -661,6 +752,8 @@ class BookingService:
         details: dict[str, Any] = {"channel": request.channel, "services": all_service_ids}
         if payload.second_service_id is not None:
             details["series"] = True
+        if opt_in is not None:
+            details["opt_in"] = True
         audit_row = dict(
             at=now,
             actor=actor.name,
@@ -687,6 +780,7 @@ class BookingService:
             sequence=0,
             created_at=now,
             updated_at=now,
+            pending_until=pending_until,
         )
         body = render(view) if key is not None else None
         hours = tuple(sorted({h for s in services for h in s.reminder_hours}))
@@ -702,16 +796,21 @@ class BookingService:
         if offer is not None:
             # the offer, answered by accepting (then the confirmation and reminders follow)
             messages = [outbox.waitlist_offer(booking_id, now, self.host)]
+        elif opt_in is not None:
+            # the link to confirm; the confirmation and reminders follow the confirmation
+            messages = [outbox.opt_in(booking_id, now, self.host)]
         simple_limits = all(s.max_active_per_person == 1 for s in services)
         if (
             self.core.engine.dialect.name == "postgresql"
             and simple_limits
             and not series_of
             and counted is None
-            and offer is None
+            and pending_until is None
         ):
-            # (the one-statement path writes one appointment: a series takes the generic one)
+            # (the one-statement path writes one appointment: a series takes the generic one;
+            # nor does it write ``pending_until``)
             claims = [(sid, pk) for sid in payload.service_ids for pk in claim_keys]
+            claims += contact_claims
             await pgfast.insert_booking(
                 self.core.engine, booking_row, appointment_rows[0], audit_row, hold.cells, claims,
                 messages, (key, body, now) if key is not None and body is not None else None,
@@ -722,6 +821,14 @@ class BookingService:
             slot_ids = await self._take_seats(session, hold.cells)
             await session.execute(INSERT_BOOKING, booking_row)
             await self._claim_person(session, booking_id, all_service_ids, claim_keys)
+            if contact_claims:
+                await session.execute(
+                    INSERT_CLAIM,
+                    [
+                        {"service_id": sid, "person_key": pk, "n": 1, "booking_id": booking_id}
+                        for sid, pk in contact_claims
+                    ],
+                )
             if series_of is not None:
                 await session.execute(
                     INSERT_CLAIM,
@@ -876,11 +983,11 @@ class BookingService:
         only_inside: Inside | None = None,
         lapse: bool = False,
     ) -> m.Booking:
-        """Cancel a booking: its seats, person claims and campaign place are given back. A
-        waiting-list offer cancelled by its person is declined (the entry ``withdrawn``).
-        ``lapse``: the offer job lets an unanswered offer lapse — only a ``pending`` booking
-        past its deadline (else :class:`AlreadyChanged`), no cancellation message, the entry
-        ``expired``."""
+        """Cancel a booking: its seats (at once, or after the service's release delay), person
+        claims and campaign place are given back. A waiting-list offer cancelled by its person
+        is declined (the entry ``withdrawn``). ``lapse``: the job lets an unanswered offer or
+        an unconfirmed opt-in lapse — only a ``pending`` booking past its deadline (else
+        :class:`AlreadyChanged`), no cancellation message, an offer's entry ``expired``."""
         now = self.now()
         async with self.core.sessions() as session, session.begin():
             booking = await self._locked(session, booking_id)
@@ -895,7 +1002,9 @@ class BookingService:
                     raise AlreadyChanged()
                 return booking
             await self._check_inside(session, booking_id, only_inside)
-            freed = await self._free_seats(session, booking_id)
+            freed = await self._free_seats(
+                session, booking_id, hold_back=self._holdback(booking, actor, now)
+            )
             await session.execute(
                 delete(m.PersonClaim).where(m.PersonClaim.booking_id == booking_id)
             )
@@ -904,13 +1013,14 @@ class BookingService:
             )
             if counted is not None:
                 await session.execute(GIVE_PLACE, {"b_campaign": counted})
-            await self._end_offer(session, booking_id, lapse, now)
+            offered = await self._end_offer(session, booking_id, lapse, now)
             booking.status = m.BookingStatus.CANCELLED.value
             booking.sequence += 1
             booking.updated_at = now
-            await self._audit(
-                session, actor, "waitlist.lapse" if lapse else "booking.cancel", booking_id, now
-            )
+            action = "booking.cancel"
+            if lapse:
+                action = "waitlist.lapse" if offered else "booking.lapse"
+            await self._audit(session, actor, action, booking_id, now)
             if lapse:
                 await outbox.cancel_pending(session, booking_id)
             else:
@@ -921,8 +1031,9 @@ class BookingService:
 
     async def _end_offer(
         self, session: AsyncSession, booking_id: str, lapse: bool, now: datetime
-    ) -> None:
-        """The waiting-list entry an open offer of this booking belongs to leaves the list."""
+    ) -> bool:
+        """The waiting-list entry an open offer of this booking belongs to leaves the list;
+        False when the booking was no open offer."""
         ended = await session.execute(
             update(m.WaitlistEntry)
             .where(
@@ -938,6 +1049,135 @@ class BookingService:
         ids = list(ended.scalars())
         if ids:
             await session.execute(delete(m.WaitlistKey).where(m.WaitlistKey.entry_id.in_(ids)))
+        return bool(ids)
+
+    # -- the e-mail opt-in ------------------------------------------------------------------
+
+    async def confirm_pending(self, booking_id: str, actor: Actor) -> m.Booking:
+        """Confirm a pending booking: its e-mail opt-in, before its deadline (else
+        :class:`OptInExpired`); a waiting-list offer is accepted (``Waitlist.accept``). A
+        booking confirmed already is returned as it is (the link followed twice)."""
+        now = self.now()
+        async with self.core.sessions() as session:
+            entry = await session.scalar(
+                select(m.WaitlistEntry.id).where(m.WaitlistEntry.booking_id == booking_id)
+            )
+        if entry is not None:
+            return await self.core.waitlist.accept(booking_id, actor)  # type: ignore[no-any-return]
+        async with self.core.sessions() as session, session.begin():
+            booking = await self._locked(session, booking_id)
+            if booking.status in (
+                m.BookingStatus.CONFIRMED.value,
+                m.BookingStatus.CHECKED_IN.value,
+            ):
+                return booking
+            if (
+                booking.status != m.BookingStatus.PENDING.value
+                or booking.pending_until is None
+                or now >= booking.pending_until
+            ):
+                raise OptInExpired()
+            booking.status = m.BookingStatus.CONFIRMED.value
+            booking.pending_until = None
+            booking.updated_at = now
+            await session.execute(outbox.INSERT, self.confirmation_messages(booking, now))
+            await self._audit(session, actor, "booking.opt_in", booking_id, now)
+        return booking
+
+    def confirmation_messages(self, booking: m.Booking, now: datetime) -> list[dict[str, Any]]:
+        """What a booking confirmed after waiting (opt-in, accepted offer) owes: the
+        confirmation now, and the reminders before each of its visits."""
+        catalog = self.catalog
+        messages: list[dict[str, Any]] = []
+        for position, appointment in enumerate(booking.appointments):
+            hours = tuple(sorted({
+                h
+                for s in appointment.service_ids
+                if s in catalog.services
+                for h in catalog.services[s].reminder_hours
+            }))  # fmt: skip
+            if position == 0:
+                messages += outbox.for_new_booking(
+                    booking.id, appointment.starts_at, hours, now, self.host
+                )
+            else:
+                messages += outbox.reminders(
+                    booking.id, appointment.starts_at, hours, now, self.host
+                )
+        return messages
+
+    # -- the release delay ------------------------------------------------------------------
+
+    def _holdback(self, booking: m.Booking, actor: Actor, now: datetime) -> HoldBack | None:
+        """Whether the seats this booking gives up now wait before they are offered again:
+        its services' longest release delay, unless staff or an admin act (they decide what
+        their calendar offers; a closed period never offers its seats again anyway)."""
+        if actor.role in (m.Role.STAFF.value, m.Role.ADMIN.value):
+            return None
+        minutes = max(
+            (
+                service.release_delay_minutes
+                for a in booking.appointments
+                for service_id in a.service_ids
+                if (service := self.catalog.services.get(service_id)) is not None
+            ),
+            default=0,
+        )
+        if minutes <= 0:
+            return None
+        online = booking.channel == m.Channel.ONLINE.value
+        return HoldBack(booking.location_id, online, now + timedelta(minutes=minutes))
+
+    async def release_holdbacks(self, limit: int = 500) -> int:
+        """The job: give back held-back seats whose delay has passed, in SQL (one transaction
+        that deletes the holdback rows it releases: with several job processes each row is
+        released by one of them) and then in Redis. A seat in a period closed meanwhile
+        leaves with its capacity, as in a cancellation. Returns the seats released."""
+        now = self.now()
+        H = m.SeatHoldback
+        due = (
+            select(H.id)
+            .where(H.release_at <= now)
+            .order_by(H.release_at, H.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+        freed: dict[tuple[str, bool], list[CellRef]] = defaultdict(list)
+        released = 0
+        async with self.core.sessions() as session, session.begin():
+            rows = list(
+                await session.execute(
+                    delete(H)
+                    .where(H.id.in_(due))
+                    .returning(H.slot_id, H.seats, H.location_id, H.online)
+                    .execution_options(synchronize_session=False)
+                )
+            )
+            per_slot: dict[tuple[int, str, bool], int] = defaultdict(int)
+            for slot_id, seats, location_id, online in rows:
+                per_slot[(slot_id, location_id, online)] += seats
+            for (slot_id, location_id, online), seats in sorted(per_slot.items()):
+                result = await session.execute(
+                    update(m.Slot)
+                    .where(m.Slot.id == slot_id)
+                    .values(
+                        booked=m.Slot.booked - seats,
+                        capacity=case((_CLOSED, m.Slot.booked - seats), else_=m.Slot.capacity),
+                    )
+                    .returning(m.Slot.calendar_id, m.Slot.day, m.Slot.cell, m.Slot.capacity,
+                               m.Slot.booked)
+                    .execution_options(synchronize_session=False)
+                )  # fmt: skip
+                released += seats
+                freed[(location_id, online)] += [
+                    CellRef(c, d, n, seats) for c, d, n, cap, booked in result if cap > booked
+                ]
+        for (location_id, online), cells in freed.items():
+            await self.reservations.free(location_id, cells, online=online)
+        if released:
+            log.info("held-back seats released", extra={"seats": released})
+        return released
 
     async def reschedule(
         self,
@@ -1093,7 +1333,9 @@ class BookingService:
                 taken = await self._take_seats(session, hold.cells)
             except IntegrityError:
                 raise SlotFull() from None
-            freed = await self._free_seats(session, booking_id, old_slots)
+            freed = await self._free_seats(
+                session, booking_id, old_slots, hold_back=self._holdback(booking, actor, now)
+            )
             await session.execute(
                 delete(m.BookingSlot).where(
                     m.BookingSlot.booking_id == booking_id,
@@ -1151,12 +1393,16 @@ class BookingService:
         session: AsyncSession,
         booking_id: str,
         rows: list[Any] | None = None,
+        *,
+        hold_back: HoldBack | None = None,
     ) -> list[CellRef]:
         """Give a booking's seats back in SQL; returns the cells for the Redis side.
 
         A seat freed in a slot that is closed now (a closure of its calendar or location covers
         it) leaves with its capacity (``capacity = booked`` after the update) and is not
-        returned: a closed period never offers a seat again, whoever cancels or moves."""
+        returned: a closed period never offers a seat again, whoever cancels or moves.
+        ``hold_back``: the seats stay taken (``seat_holdbacks``) until the release job gives
+        them back; nothing is returned for Redis now."""
         if rows is None:
             rows = list(
                 await session.execute(
@@ -1165,6 +1411,17 @@ class BookingService:
                     )
                 )
             )
+        if hold_back is not None:
+            if rows:
+                await session.execute(
+                    insert(m.SeatHoldback),
+                    [
+                        {"slot_id": slot_id, "seats": seats, "location_id": hold_back.location_id,
+                         "online": hold_back.online, "release_at": hold_back.release_at}
+                        for slot_id, seats in rows
+                    ],
+                )  # fmt: skip
+            return []
         by_seats: dict[int, list[int]] = defaultdict(list)
         for slot_id, seats in rows:
             by_seats[seats].append(slot_id)

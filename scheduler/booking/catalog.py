@@ -24,6 +24,9 @@ class LocationInfo:
     address: str
     timezone: str
     tz: ZoneInfo
+    # anti-trading limits of citizens' online bookings (0: none); see ``limits``
+    max_active_per_email: int = 6
+    max_active_per_phone: int = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +77,8 @@ class ServiceInfo:
     requires_opt_in: bool
     position: int
     pools: tuple[Pool, ...]
+    opt_in_minutes: int = 30
+    release_delay_minutes: int = 0
 
     def display_name(self, language: str) -> str:
         return self.name_en if language == "en" and self.name_en else self.name
@@ -132,7 +137,15 @@ async def current_version(session: AsyncSession) -> int:
 async def load_catalog(session: AsyncSession) -> Catalog:
     version = await current_version(session)
     locations = {
-        loc.id: LocationInfo(loc.id, loc.name, loc.address, loc.timezone, ZoneInfo(loc.timezone))
+        loc.id: LocationInfo(
+            loc.id,
+            loc.name,
+            loc.address,
+            loc.timezone,
+            ZoneInfo(loc.timezone),
+            loc.max_active_per_email,
+            loc.max_active_per_phone,
+        )
         for loc in (await session.scalars(select(m.Location).order_by(m.Location.id)))
     }
     calendar_rows = list(await session.scalars(select(m.Calendar).order_by(m.Calendar.id)))
@@ -160,6 +173,8 @@ async def load_catalog(session: AsyncSession) -> Catalog:
             requires_opt_in=s.requires_opt_in,
             position=s.position,
             pools=tuple(Pool(tuple(r.calendar_ids), r.seats) for r in s.requirements),
+            opt_in_minutes=s.opt_in_minutes,
+            release_delay_minutes=s.release_delay_minutes,
         )
     campaigns = {
         c.id: CampaignInfo(

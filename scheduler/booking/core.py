@@ -160,6 +160,10 @@ class Core:
             log.info("personal data erased", extra={"bookings": erased})
         return erased
 
+    async def release_holdbacks(self) -> int:
+        """Give back the seats of cancelled bookings whose release delay has passed."""
+        return await self.bookings.release_holdbacks()
+
     async def sweep_holds(self) -> int:
         """Release expired holds of every location (the hold script also sweeps a few)."""
         released = 0

@@ -171,7 +171,11 @@ async def sql_free_cells(
     first_day: date,
     last_day: date,
 ) -> dict[tuple[str, date], list[int]]:
-    """Free seats per cell from SQL (capacity - booked), per calendar and local day."""
+    """Free seats per cell from SQL (capacity - booked), per calendar and local day.
+
+    Seats held back after a cancellation (a service's release delay, ``seat_holdbacks``) are
+    still counted in ``booked`` until the release job gives them back, so a rebuild never
+    offers them early."""
     ids = list(calendar_ids)
     out: dict[tuple[str, date], list[int]] = defaultdict(list)
     if not ids:

@@ -7,11 +7,12 @@ is the one place that turns them into HTTP answers and sentences.
     ├── Forbidden                forbidden
     ├── SlotFull                 slot_full
     ├── HoldExpired              hold_expired
-    ├── LimitReached             limit_reached
+    ├── LimitReached             limit_reached (reason: person, email, phone; limit)
     ├── CampaignFull             campaign_full (every place of the campaign is given out)
     ├── WaitlistFirst            waitlist_first (people wait: freed series go to them first)
     ├── OfferExpired             offer_expired (a waiting-list offer lapsed or was withdrawn)
     ├── NotAnOffer               not_an_offer (the booking is no waiting-list offer)
+    ├── OptInExpired             opt_in_expired (an unconfirmed booking lapsed or was cancelled)
     ├── NotEligible              not_eligible
     ├── WindowClosed             window_closed (opens_at)
     ├── CapacityConflict         capacity_below_booked
@@ -72,7 +73,16 @@ class HoldExpired(DomainError):
 
 
 class LimitReached(DomainError):
+    """A limit of active bookings: the person's per service (``person``, the default), or the
+    anti-trading limit per contact ``email`` address or ``phone`` number (with ``limit``)."""
+
     code = "limit_reached"
+
+    def __init__(self, reason: str = "person", limit: int | None = None) -> None:
+        if limit is None:
+            super().__init__(reason=reason)
+        else:
+            super().__init__(reason=reason, limit=limit)
 
 
 class CampaignFull(DomainError):
@@ -89,6 +99,13 @@ class OfferExpired(DomainError):
 
 class NotAnOffer(DomainError):
     code = "not_an_offer"
+
+
+class OptInExpired(DomainError):
+    """The booking waited for its e-mail confirmation in vain (it lapsed), or it was
+    cancelled: there is nothing to confirm any more."""
+
+    code = "opt_in_expired"
 
 
 class NotEligible(DomainError):

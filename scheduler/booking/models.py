@@ -102,6 +102,11 @@ class Location(Base):
     name: Mapped[str] = mapped_column(String(200))
     address: Mapped[str] = mapped_column(String(300))
     timezone: Mapped[str] = mapped_column(String(64), default="Europe/Berlin")
+    # anti-trading: active (pending, confirmed, checked-in, not yet ended) online bookings of
+    # citizens at this location per contact e-mail address and per contact phone number
+    # (``limits``); 0: no limit
+    max_active_per_email: Mapped[int] = mapped_column(Integer, default=6, server_default="6")
+    max_active_per_phone: Mapped[int] = mapped_column(Integer, default=6, server_default="6")
 
     calendars: Mapped[list[Calendar]] = relationship(back_populates="location")
 
@@ -233,6 +238,11 @@ class Service(Base):
     max_active_per_person: Mapped[int] = mapped_column(Integer, default=1)
     reminder_hours: Mapped[list[int]] = mapped_column(JSON, default=lambda: [24])
     requires_opt_in: Mapped[bool] = mapped_column(Boolean, default=False)
+    # how long an online booking waits for its e-mail confirmation (``requires_opt_in``)
+    opt_in_minutes: Mapped[int] = mapped_column(Integer, default=30, server_default="30")
+    # anti-trading: seats a cancelled or moved booking gave back are offered again only after
+    # this delay (``holdbacks``); 0: at once
+    release_delay_minutes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     position: Mapped[int] = mapped_column(Integer, default=0)
 
     requirements: Mapped[list[Requirement]] = relationship(
@@ -332,6 +342,23 @@ class PersonClaim(Base):
     booking_id: Mapped[str] = mapped_column(
         ForeignKey("bookings.id", ondelete="CASCADE"), index=True
     )
+
+
+class SeatHoldback(Base):
+    """Seats a cancelled or moved booking of a service with a release delay gave up, kept
+    taken (still counted in ``slots.booked``, so neither Redis nor a reconcile offers them)
+    until ``release_at``; the release job deletes the row and gives the seats back."""
+
+    __tablename__ = "seat_holdbacks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    slot_id: Mapped[int] = mapped_column(ForeignKey("slots.id", ondelete="CASCADE"), index=True)
+    seats: Mapped[int] = mapped_column(Integer)
+    location_id: Mapped[str] = mapped_column(String(64))
+    online: Mapped[bool] = mapped_column(Boolean, default=False)
+    release_at: Mapped[datetime] = mapped_column(index=True)
+
+    __table_args__ = (CheckConstraint("seats > 0", name="holdback_seats_positive"),)
 
 
 class IdempotencyRecord(Base):

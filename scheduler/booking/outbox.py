@@ -3,8 +3,9 @@
 A new booking owes a confirmation now and a reminder before the appointment for each of the
 service's reminder hours (only those still in the future); a cancellation cancels pending
 reminders and owes a cancellation notice; a move re-times the reminders and owes a notice.
-A waiting-list offer owes the offer now; once accepted, the confirmation and reminders follow
-as for a new booking, and a lapsed offer owes nothing more.
+A waiting-list offer owes the offer now, and a booking waiting for its e-mail opt-in the link
+to confirm it; once accepted or confirmed, the confirmation and reminders follow as for a new
+booking, and a lapsed offer or opt-in owes nothing more.
 Each row has its own stable Message-ID, so a resend after a crash is recognisable.
 """
 
@@ -27,6 +28,7 @@ class Kind(StrEnum):
     CANCELLATION = "cancellation"
     RESCHEDULE = "reschedule"
     WAITLIST_OFFER = "waitlist_offer"
+    OPT_IN = "opt_in"
 
 
 INSERT = insert(m.Notification)
@@ -75,6 +77,12 @@ def for_new_booking(
 def waitlist_offer(booking_id: str, now: datetime, host: str) -> dict[str, Any]:
     """The offer of a waiting list's pending booking (its deadline is the booking's)."""
     return _row(booking_id, Kind.WAITLIST_OFFER, now, now, host)
+
+
+def opt_in(booking_id: str, now: datetime, host: str) -> dict[str, Any]:
+    """The link that confirms a booking waiting for its e-mail opt-in (until the booking's
+    ``pending_until``)."""
+    return _row(booking_id, Kind.OPT_IN, now, now, host)
 
 
 async def cancel_pending(session: AsyncSession | AsyncConnection, booking_id: str) -> None:

@@ -29,6 +29,7 @@ Slug = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Interval = Annotated[str, msgspec.Meta(pattern=r"^\d\d:\d\d-\d\d:\d\d$")]
 ReleaseDays = Annotated[int, msgspec.Meta(ge=0, le=365)]
+DEFAULT_OPT_IN_MINUTES = 30
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -47,6 +48,10 @@ class LocationSpec(msgspec.Struct, forbid_unknown_fields=True):
     name: Name
     address: Annotated[str, msgspec.Meta(min_length=1, max_length=300)]
     timezone: str | None = None
+    # anti-trading: citizens' active online bookings here per contact e-mail address and per
+    # contact phone number (0: no limit; agents' phone and counter bookings are not limited)
+    max_active_per_email: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 6
+    max_active_per_phone: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 6
 
 
 class HoursSpec(msgspec.Struct, forbid_unknown_fields=True):
@@ -112,7 +117,12 @@ class ServiceSpec(msgspec.Struct, forbid_unknown_fields=True):
     reminder_hours: list[Annotated[int, msgspec.Meta(ge=1, le=24 * 14)]] = msgspec.field(
         default_factory=lambda: [24]
     )
+    # e-mail double opt-in of citizens' online bookings, confirmed within opt_in_minutes
+    # (default 30; only with requires_opt_in)
     requires_opt_in: bool = False
+    opt_in_minutes: Annotated[int, msgspec.Meta(ge=5, le=1440)] | None = None
+    # anti-trading: a cancelled booking's seats are offered again after this many minutes
+    release_delay_minutes: Annotated[int, msgspec.Meta(ge=0, le=10_080)] = 0
     campaign: Slug | None = None
 
 
@@ -341,6 +351,15 @@ def _check_references(seed: Seed, text: str = "") -> list[str]:
             problem(f"unknown location {svc.location!r}", "services", n, "location")
         if svc.campaign is not None and svc.campaign not in campaigns:
             problem(f"unknown campaign {svc.campaign!r}", "services", n, "campaign")
+        if svc.opt_in_minutes is not None and not svc.requires_opt_in:
+            message = f"service {svc.id!r}: opt_in_minutes needs requires_opt_in = true"
+            problem(message, "services", n, "opt_in_minutes")
+        if svc.requires_opt_in and "online" not in svc.channels:
+            message = (
+                f"service {svc.id!r}: requires_opt_in applies to online bookings, but the "
+                "service is not bookable online"
+            )
+            problem(message, "services", n, "requires_opt_in")
         for r, req in enumerate(svc.requirements):
             pool = ("services", n, "requirements", r, "pool")
             for cal_id in req.pool:
@@ -519,7 +538,12 @@ async def apply_seed(session: AsyncSession, seed: Seed, now: datetime) -> SeedRe
     for loc in seed.locations:
         await session.merge(
             m.Location(
-                id=loc.id, name=loc.name, address=loc.address, timezone=loc.timezone or default_tz
+                id=loc.id,
+                name=loc.name,
+                address=loc.address,
+                timezone=loc.timezone or default_tz,
+                max_active_per_email=loc.max_active_per_email,
+                max_active_per_phone=loc.max_active_per_phone,
             )
         )
         report.locations += 1
@@ -596,6 +620,8 @@ async def apply_seed(session: AsyncSession, seed: Seed, now: datetime) -> SeedRe
                 max_active_per_person=svc.max_active_per_person,
                 reminder_hours=list(svc.reminder_hours),
                 requires_opt_in=svc.requires_opt_in,
+                opt_in_minutes=svc.opt_in_minutes or DEFAULT_OPT_IN_MINUTES,
+                release_delay_minutes=svc.release_delay_minutes,
                 position=position,
             )
         )

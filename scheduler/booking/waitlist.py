@@ -19,8 +19,9 @@
   owes the confirmation and reminders.
 - **Lapse** (:meth:`Waitlist.lapse_due`, same job): an offer past its deadline is cancelled
   without a message (seats, claims and the place freed, Redis given back), its entry
-  ``expired``; the next run offers the freed series to the next person. An offer the person
-  declines (cancels) ends the entry as ``withdrawn``.
+  ``expired``; the next run offers the freed series to the next person. A booking that waited
+  for its e-mail opt-in in vain (``bookings``) lapses the same way, in the same run. An offer
+  the person declines (cancels) ends the entry as ``withdrawn``.
 - **Freed seats go to the list first**: while anyone waits, first-dose holds by others are
   :class:`WaitlistFirst` (see ``bookings``); only what the list cannot take is public again.
 - **The person's view** (:meth:`Waitlist.entry`): status, place in line while waiting, channel,
@@ -400,14 +401,14 @@ class Waitlist:
         return closed
 
     async def lapse_due(self) -> int:
+        """Pending bookings past their deadline lapse: unanswered offers and unconfirmed
+        opt-ins alike."""
         now = self.now()
         async with self.core.sessions() as session:
             due = list(
                 await session.scalars(
                     select(m.Booking.id)
-                    .join(W, W.booking_id == m.Booking.id)
                     .where(
-                        W.status == S.OFFERED.value,
                         m.Booking.status == m.BookingStatus.PENDING.value,
                         m.Booking.pending_until <= now,
                     )
@@ -423,7 +424,7 @@ class Waitlist:
                 continue  # accepted or cancelled meanwhile, or lapsed by another process
             lapsed += 1
         if lapsed:
-            log.info("waiting-list offers lapsed", extra={"offers": lapsed})
+            log.info("pending bookings lapsed", extra={"bookings": lapsed})
         return lapsed
 
     async def offer_next(self, report: OfferReport | None = None) -> OfferReport:
@@ -622,28 +623,7 @@ class Waitlist:
             entry.status = S.BOOKED.value
             entry.updated_at = now
             await session.execute(delete(m.WaitlistKey).where(m.WaitlistKey.entry_id == entry.id))
-            catalog = self.core.catalog
-            messages: list[dict[str, Any]] = []
-            for position, appointment in enumerate(booking.appointments):
-                hours = tuple(
-                    sorted(
-                        {
-                            h
-                            for s in appointment.service_ids
-                            if s in catalog.services
-                            for h in catalog.services[s].reminder_hours
-                        }
-                    )
-                )
-                if position == 0:
-                    messages += outbox.for_new_booking(
-                        booking.id, appointment.starts_at, hours, now, service.host
-                    )
-                else:
-                    messages += outbox.reminders(
-                        booking.id, appointment.starts_at, hours, now, service.host
-                    )
-            await session.execute(outbox.INSERT, messages)
+            await session.execute(outbox.INSERT, service.confirmation_messages(booking, now))
             session.add(
                 m.AuditEvent(
                     at=now, actor=actor.name, action="waitlist.accept", booking_id=booking.id,

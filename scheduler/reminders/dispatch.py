@@ -7,7 +7,9 @@ the message may then arrive twice, with the same Message-ID, never not at all. A
 still busy with a batch when half the lease has passed gives the untried rest back, and only the
 claim that holds a row (its ``attempts`` count) records an outcome. Right before sending, the
 booking is read again: a reminder for a cancelled or past appointment is not sent, nor an offer
-that is no longer open. A batch goes
+or an opt-in link that is no longer open. The opt-in message carries the link to the page that
+confirms the booking (``/buchung/{reference}/bestaetigen``) and no .ics: it is no appointment
+yet. A batch goes
 out over one SMTP connection. Temporary failures retry with exponential back-off; after
 ``max_attempts``, on a permanent failure, or when the message cannot even be rendered, the row
 is ``failed`` and shows up for admins.
@@ -202,6 +204,14 @@ class Dispatcher:
                 and (booking.status not in ACTIVE or visit is None or visit.starts_at <= now)
             )
             or (kind is Kind.WAITLIST_OFFER and booking.status != m.BookingStatus.PENDING.value)
+            or (
+                kind is Kind.OPT_IN
+                and (
+                    booking.status != m.BookingStatus.PENDING.value
+                    or booking.pending_until is None
+                    or booking.pending_until <= now
+                )
+            )
         ):
             report.skipped += 1
             return _outcome(row, m.NotificationStatus.CANCELLED)
@@ -258,7 +268,11 @@ class Dispatcher:
         token = core.bookings.token_for(booking)
         events = booking_events(catalog, booking, core.base_url, token, language)
         method = "CANCEL" if kind is Kind.CANCELLATION else "REQUEST"
-        ics = booking_ics(events, location.tz, booking.updated_at, method=method)
+        ics: bytes | None = booking_ics(events, location.tz, booking.updated_at, method=method)
+        link = manage_url(core.base_url, booking.reference, token)
+        if kind is Kind.OPT_IN:
+            ics = None  # no appointment until it is confirmed
+            link = confirm_url(core.base_url, booking.reference, token)
 
         def names(ids: list[str]) -> list[str]:
             return [
@@ -284,16 +298,24 @@ class Dispatcher:
             place_name=location.name,
             place_address=location.address,
             what_to_bring=[line for line in bring if line],
-            manage_url=manage_url(core.base_url, booking.reference, token),
+            manage_url=link,
             ics=ics,
-            ics_method=method,
+            ics_method=method if ics is not None else None,
             message_id=row.message_id,
             sender=self.sender,
             previous_start=row.previous_start,
-            respond_by=booking.pending_until if kind is Kind.WAITLIST_OFFER else None,
+            respond_by=(
+                booking.pending_until if kind in (Kind.WAITLIST_OFFER, Kind.OPT_IN) else None
+            ),
             book_url=f"{core.base_url.rstrip('/')}/",
         )
         return render(data, now=core.clock.now())
+
+
+def confirm_url(base_url: str, reference: str, token: str) -> str:
+    """The opt-in link: a page whose button (a POST) confirms the booking; following the
+    link alone confirms nothing (mail scanners follow links)."""
+    return manage_url(base_url, reference, token).replace("?token=", "/bestaetigen?token=", 1)
 
 
 def reminded(booking: m.Booking, due_at: datetime) -> m.Appointment | None:

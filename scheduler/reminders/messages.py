@@ -1,5 +1,6 @@
-"""Rendering the e-mails a booking sends: confirmation, reminder, cancellation, reschedule and
-waiting-list offer, in German (the default) or English.
+"""Rendering the e-mails a booking sends: confirmation, reminder, cancellation, reschedule,
+waiting-list offer and the e-mail opt-in (the link that confirms a booking), in German (the
+default) or English.
 
 :func:`render` turns one :class:`MessageData` into a ready-to-send
 :class:`~scheduler.reminders.mime.Outgoing` (envelope and bytes)::
@@ -43,6 +44,7 @@ class Kind(StrEnum):
     CANCELLATION = "cancellation"
     RESCHEDULE = "reschedule"
     WAITLIST_OFFER = "waitlist_offer"
+    OPT_IN = "opt_in"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +68,7 @@ class MessageData:
     message_id: str  # stable per outbox row: "<outbox-123.abc@termine.example.de>"
     sender: str  # "Terminvergabe Stadt X <termine@x.de>"
     previous_start: datetime | None = None  # RESCHEDULE: the old time
-    respond_by: datetime | None = None  # WAITLIST_OFFER: the offer lapses at this moment
+    respond_by: datetime | None = None  # WAITLIST_OFFER, OPT_IN: it lapses at this moment
     book_url: str | None = None  # CANCELLATION: where to book a new appointment
     # further appointments of the booking (a vaccination's second dose): (services, start, end)
     also: tuple[tuple[str, datetime, datetime], ...] = ()
@@ -116,6 +118,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "subject.cancellation": "Ihr Termin wurde abgesagt: {services} am {when}",
         "subject.reschedule": "Ihr Termin wurde verlegt: {services} am {when}",
         "subject.waitlist_offer": "Ein Termin ist frei geworden: {services} am {when}",
+        "subject.opt_in": "Bitte bestätigen Sie Ihre Buchung: {services} am {when}",
         "no_services": "Ihr Termin",
         "and": "und",
         "greeting": "Guten Tag {name},",
@@ -127,6 +130,15 @@ TEXTS: dict[str, dict[str, str]] = {
         "intro.waitlist_offer": (
             "ein Termin, auf den Sie gewartet haben, ist frei geworden. "
             "Wir halten ihn{for_attendee} für Sie bereit."
+        ),
+        "intro.opt_in": (
+            "vielen Dank für Ihre Buchung{for_attendee}. Bitte bestätigen Sie sie noch mit dem "
+            "Link unten: erst dann ist der Termin verbindlich für Sie gebucht."
+        ),
+        "confirm_by": (
+            "Bitte bestätigen Sie die Buchung bis {when}; sonst verfällt sie und der Termin "
+            "wird wieder frei. Wenn Sie nichts gebucht haben, können Sie diese Nachricht "
+            "einfach löschen."
         ),
         "respond_by": (
             "Bitte bestätigen Sie den Termin bis {when} über den Link unten; "
@@ -151,6 +163,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "manage": "Termin ansehen, verlegen oder absagen",
         "manage.cancellation": "Abgesagten Termin ansehen",
         "manage.waitlist_offer": "Termin annehmen oder ablehnen",
+        "manage.opt_in": "Buchung bestätigen",
         "ics": "Im Anhang ({filename}) finden Sie den Termin für Ihren Kalender.",
         "ics.cancellation": (
             "Mit dem Anhang ({filename}) entfernen Sie den Termin aus Ihrem Kalender."
@@ -168,6 +181,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "subject.cancellation": "Your appointment was cancelled: {services} on {when}",
         "subject.reschedule": "Your appointment was moved: {services} on {when}",
         "subject.waitlist_offer": "An appointment is available: {services} on {when}",
+        "subject.opt_in": "Please confirm your booking: {services} on {when}",
         "no_services": "Your appointment",
         "and": "and",
         "greeting": "Hello {name},",
@@ -179,6 +193,14 @@ TEXTS: dict[str, dict[str, str]] = {
         "intro.waitlist_offer": (
             "An appointment you were waiting for has become available. "
             "We are holding it{for_attendee} for you."
+        ),
+        "intro.opt_in": (
+            "Thank you for your booking{for_attendee}. Please confirm it using the link below: "
+            "only then is the appointment booked for you."
+        ),
+        "confirm_by": (
+            "Please confirm the booking by {when}; otherwise it lapses and the appointment is "
+            "released. If you did not book anything, just delete this message."
         ),
         "respond_by": (
             "Please confirm it by {when} using the link below; "
@@ -203,6 +225,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "manage": "View, move or cancel your appointment",
         "manage.cancellation": "View the cancelled appointment",
         "manage.waitlist_offer": "Accept or decline the appointment",
+        "manage.opt_in": "Confirm the booking",
         "ics": "The attachment ({filename}) adds the appointment to your calendar.",
         "ics.cancellation": (
             "The attachment ({filename}) removes the appointment from your calendar."
@@ -319,6 +342,8 @@ def _content(data: MessageData) -> _Content:
             notes.append(t["respond_by"].format(when=format_when(data.respond_by, data.tz, lang)))
         else:
             notes.append(t["respond"])
+    if kind is Kind.OPT_IN and data.respond_by is not None:
+        notes.append(t["confirm_by"].format(when=format_when(data.respond_by, data.tz, lang)))
     if kind is Kind.CANCELLATION:
         notes.append(t["rebook"])
 
@@ -341,7 +366,10 @@ def _content(data: MessageData) -> _Content:
     if kind is Kind.CANCELLATION and data.book_url:
         links.append((t["rebook.link"], _one_line(data.book_url)))
 
-    bring = [] if kind is Kind.CANCELLATION else [b.strip() for b in data.what_to_bring]
+    # what to bring comes with the confirmation (an opt-in is no booking yet)
+    bring = (
+        [] if kind in (Kind.CANCELLATION, Kind.OPT_IN) else [b.strip() for b in data.what_to_bring]
+    )
     attachment_note = ""
     if data.ics is not None:
         key = "ics.cancellation" if kind is Kind.CANCELLATION else "ics"

@@ -63,7 +63,10 @@ def test_demo_seed_parses() -> None:
     assert isinstance(seed, Seed)
     assert [loc.id for loc in seed.locations] == ["rathaus", "impfzentrum"]
     assert len(seed.calendars) == 7
-    assert len(seed.services) == 9
+    assert len(seed.services) == 10
+    assert [s.id for s in seed.services if s.requires_opt_in or s.release_delay_minutes] == [
+        "reisepass-beantragen"  # the ordinary services use neither
+    ]
     assert seed.campaigns[0].opens_at == "now"
     assert date(2026, 12, 25) in {h.date for h in seed.holidays}
 
@@ -109,13 +112,13 @@ def test_unknown_calendar_in_a_pool_names_path_and_line() -> None:
     text = replace_in_table(
         DEMO,
         "services",
-        7,
+        8,
         "requirements",
         'requirements = [{ pool = ["impflinie-1", "impflinie-9"] }]',
     )
     message = seed_error(text)
-    assert "services[7].requirements[0].pool" in message
-    assert f"line {nth_line(text, 'services', 7, 'requirements')}" in message
+    assert "services[8].requirements[0].pool" in message
+    assert f"line {nth_line(text, 'services', 8, 'requirements')}" in message
     assert "unknown calendar 'impflinie-9'" in message
     assert "impflinie-1'" not in message
 
@@ -307,9 +310,9 @@ async def test_apply_twice_is_idempotent(sessions: async_sessionmaker[AsyncSessi
     first = await row_counts(sessions)
     assert first["locations"] == 2
     assert first["calendars"] == 7
-    assert first["services"] == 9
+    assert first["services"] == 10
     assert first["campaigns"] == 1
-    assert first["requirements"] == 10
+    assert first["requirements"] == 12
     assert first["opening_rules"] == 5 * 8 + 2 * 11
     assert first["closures"] == 2 * len(seed.holidays)
     assert await catalog_version(sessions) == 1

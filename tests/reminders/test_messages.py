@@ -32,11 +32,13 @@ SUBJECTS = {
     ("de", Kind.CANCELLATION): "Ihr Termin wurde abgesagt: ",
     ("de", Kind.RESCHEDULE): "Ihr Termin wurde verlegt: ",
     ("de", Kind.WAITLIST_OFFER): "Ein Termin ist frei geworden: ",
+    ("de", Kind.OPT_IN): "Bitte bestätigen Sie Ihre Buchung: ",
     ("en", Kind.CONFIRMATION): "Appointment confirmed: ",
     ("en", Kind.REMINDER): "Reminder: ",
     ("en", Kind.CANCELLATION): "Your appointment was cancelled: ",
     ("en", Kind.RESCHEDULE): "Your appointment was moved: ",
     ("en", Kind.WAITLIST_OFFER): "An appointment is available: ",
+    ("en", Kind.OPT_IN): "Please confirm your booking: ",
 }
 WHEN = {
     "de": "Montag, 30. November 2026, 09:00 Uhr",
@@ -126,8 +128,8 @@ def test_every_kind_renders_in_both_languages(kind: Kind, language: str) -> None
         assert "Bürgerbüro im Rathaus" in part
         assert "Marktplatz 1, 12345 Musterstadt" in part
         assert "Jürgen Weiß" in part  # the greeting
-        if kind is Kind.CANCELLATION:
-            # nothing to bring to an appointment that will not happen
+        if kind in (Kind.CANCELLATION, Kind.OPT_IN):
+            # nothing to bring to an appointment that will not happen (or is not booked yet)
             assert not any(line in part for line in BRING)
         else:
             assert all(line in part for line in BRING)
