@@ -42,6 +42,11 @@ from scheduler.calendar.grid import cell_index, local_midnight
 
 SWEEP_LIMIT = 20
 MAX_SECOND_OPTIONS = 200  # second-dose options one series hold offers the script
+# A claimed hold (being confirmed, or taken for a booking in one step) is a lease: should the
+# process die before its commit (SIGKILL, a lost host), the sweep gives the seats back after
+# this, not after the hold's ten minutes. A commit that takes longer still stands (SQL decides);
+# the counters are then put right by the next reconcile.
+CLAIM_LEASE = timedelta(seconds=20)
 CONFIRMED_KEEP_MS = 3_600_000  # a confirmed hold's record outlives any reconcile that missed it
 
 
@@ -329,6 +334,8 @@ class Reservations:
         keys = Keys(visit.location_id)
         now_ms = int(now.timestamp() * 1000)
         expires = now + timedelta(seconds=hold_seconds)
+        if claimed:  # a lease, as a claim's (see CLAIM_LEASE)
+            expires = min(expires, now + CLAIM_LEASE)
         payload = HoldPayload(
             visit.location_id,
             list(visit.service_ids),
@@ -391,7 +398,12 @@ class Reservations:
         try:
             result = await self._claim(
                 keys=[keys.version, keys.hold_index],
-                args=[location_id, token, int(now.timestamp() * 1000)],
+                args=[
+                    location_id,
+                    token,
+                    int(now.timestamp() * 1000),
+                    int((now + CLAIM_LEASE).timestamp() * 1000),
+                ],
             )
         except RedisError as exc:
             raise ReservationUnavailable() from exc

@@ -165,8 +165,11 @@ local base = string.sub(KEYS[1], 1, -4)
 local hkey = base .. 'h:' .. ARGV[2]
 local h = redis.call('HMGET', hkey, 'st', 'exp', 'cells', 'p')
 if h[1] ~= 'held' or tonumber(h[2]) <= tonumber(ARGV[3]) then return {0} end
-redis.call('HSET', hkey, 'st', 'claimed')
-return {1, h[3], h[4], h[2]}
+-- the claim is a lease: a process that dies before its commit leaves the seats to the sweep
+local exp = math.min(tonumber(h[2]), tonumber(ARGV[4]))
+redis.call('HSET', hkey, 'st', 'claimed', 'exp', exp)
+redis.call('ZADD', KEYS[2], exp, ARGV[2])
+return {1, h[3], h[4], tostring(exp)}
 """
 
 # Release a hold in a given state: ``held`` (the holder gives it back) or ``claimed`` (its
