@@ -29,7 +29,6 @@ from scheduler.api.health import health
 from scheduler.api.keys import KeysController
 from scheduler.api.metrics import prometheus_metrics
 from scheduler.api.middleware import request_log_middleware
-from scheduler.api.pages import ManagePageController
 from scheduler.api.problems import EXCEPTION_HANDLERS
 from scheduler.api.staff import AgendaController, AttendanceController
 from scheduler.api.stats import StatsController
@@ -152,7 +151,6 @@ def create_app(
             api,
             health,
             prometheus_metrics,
-            ManagePageController,
             web_router(settings),
             static_router(),
         ],

@@ -29,6 +29,7 @@ from scheduler.booking.errors import (
     NotAnOffer,
     NotFound,
     OfferExpired,
+    OptInExpired,
     RateLimited,
     SlotFull,
 )
@@ -107,6 +108,7 @@ class ManagePages(Controller):
         changed: str | None = None,
         status: int = 200,
         problem: dict[str, Any] | None = None,
+        confirm_only: bool = False,
     ) -> Template:
         core = core_of(request)
         lang = lang_of(request)
@@ -130,8 +132,10 @@ class ManagePages(Controller):
             "abgesagt": "cancelled_title",
             "verschoben": "moved_title",
             "angenommen": "booked_title",
-            "bestaetigt": "booked_title",
+            "bestaetigt": "confirmed_title",
         }.get(changed or "", "booked_title" if new else "manage_title")
+        if confirm_only:
+            title_key = "confirm_title"
         pending_until = (
             booking.pending_until.astimezone(tz)
             if booking.status == m.BookingStatus.PENDING.value and booking.pending_until
@@ -144,13 +148,8 @@ class ManagePages(Controller):
             ics=f"/api/v1/bookings/{reference}/calendar.ics?{keep}",
             manage_url=f"{core.base_url.rstrip('/')}/buchung/{reference}?{keep}",
             active=booking.status in ACTIVE, pending_until=pending_until,
-            offer=pending_until is not None and self._is_offer(booking),
+            confirm_only=confirm_only,
         )  # fmt: skip
-
-    @staticmethod
-    def _is_offer(booking: m.Booking) -> bool:
-        """A pending booking made for a waiting-list entry (else: an e-mail opt-in)."""
-        return bool(getattr(booking, "waitlist_entry_id", None)) or booking.created_by == "waitlist"
 
     @post("/{reference:str}/absagen", name="manage_cancel", status_code=303)
     async def cancel(
@@ -164,22 +163,59 @@ class ManagePages(Controller):
         path, query = _manage_url(booking, token, geaendert="abgesagt")
         return see_other(path, **query)
 
-    @post("/{reference:str}/annehmen", name="manage_accept", status_code=303)
-    async def accept(
+    @get("/{reference:str}/bestaetigen", name="manage_opt_in")
+    async def opt_in(
+        self, request: Request[Any, Any, Any], reference: Reference, token: Token = None
+    ) -> Template | Response[Any]:
+        """The e-mail opt-in's link: the booking and the button that confirms it. Opening the
+        link changes nothing (mail scanners and link previews follow links)."""
+        found = await _booking(request, reference, token)
+        if isinstance(found, Template):
+            return found
+        if found.status in (m.BookingStatus.CONFIRMED.value, m.BookingStatus.CHECKED_IN.value):
+            path, query = _manage_url(found, token or "")
+            return see_other(path, **query)
+        now = core_of(request).clock.now()
+        if found.status != m.BookingStatus.PENDING.value or not (
+            found.pending_until and found.pending_until > now
+        ):
+            return self._lapsed(request)
+        return self._page(request, found, token or "", confirm_only=True)
+
+    def _lapsed(self, request: Request[Any, Any, Any]) -> Template:
+        return page(request, "error.html", status=410, title_key="lapsed_title",
+                    message=texts.text(lang_of(request), "lapsed"))  # fmt: skip
+
+    @post("/{reference:str}/bestaetigen", name="manage_confirm", status_code=303)
+    async def confirm(
         self, request: Request[Any, Any, Any], reference: Reference
+    ) -> Response[Any] | Template:
+        """Confirm a pending booking: its e-mail opt-in, or a waiting-list offer."""
+        return await self._confirm(request, reference)
+
+    async def _confirm(
+        self, request: Request[Any, Any, Any], reference: str
     ) -> Response[Any] | Template:
         found = await _posted(request, reference)
         if isinstance(found, Template):
             return found
         booking, token, _ = found
         try:
-            await core_of(request).waitlist.accept(booking.id, actor_of(request))
-        except (OfferExpired, NotAnOffer) as exc:
-            status = 410 if isinstance(exc, OfferExpired) else 409
-            return page(request, "error.html", status=status, title_key="error_title",
+            await bookings_of(request).confirm_pending(booking.id, actor_of(request))
+        except (OptInExpired, OfferExpired):
+            return self._lapsed(request)
+        except NotAnOffer as exc:
+            return page(request, "error.html", status=409, title_key="error_title",
                         problem=problem_of(exc, lang_of(request)))  # fmt: skip
-        path, query = _manage_url(booking, token, geaendert="angenommen")
+        path, query = _manage_url(booking, token, geaendert="bestaetigt")
         return see_other(path, **query)
+
+    @post("/{reference:str}/annehmen", name="manage_accept", status_code=303)
+    async def accept(
+        self, request: Request[Any, Any, Any], reference: Reference
+    ) -> Response[Any] | Template:
+        """A waiting-list offer's answer (the links of earlier offers): as ``bestaetigen``."""
+        return await self._confirm(request, reference)
 
     # -- another time ---------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from scheduler.settings import Settings
 from scheduler.web import texts
 from scheduler.web.agent import AgentPages
 from scheduler.web.citizen import CitizenPages, problem_of
+from scheduler.web.manage import ManagePages
 from scheduler.web.render import HERE, lang_of, page
 from scheduler.web.staff import StaffPages
 
@@ -92,7 +93,7 @@ EXCEPTION_HANDLERS = {
 def web_router(settings: Settings) -> Router:
     return Router(
         path="/",
-        route_handlers=[CitizenPages, AgentPages, StaffPages],
+        route_handlers=[CitizenPages, ManagePages, AgentPages, StaffPages],
         middleware=[DefineMiddleware(CSRFMiddleware, config=csrf_config(settings))],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         include_in_schema=False,

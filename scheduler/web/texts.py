@@ -123,6 +123,11 @@ UI: dict[str, dict[str, str]] = {
         "confirm_pending": "Termin verbindlich buchen",
         "confirmed_title": "Ihr Termin ist bestätigt",
         "lapsed_title": "Die Frist ist abgelaufen",
+        "lapsed": "Diese Buchung wurde nicht rechtzeitig bestätigt und ist verfallen (oder sie "
+        "wurde abgesagt). Der Termin ist wieder frei; Sie können gern erneut buchen.",
+        "confirm_title": "Buchung bestätigen",
+        "check_mail": "Fast geschafft: Wir haben Ihnen eine E-Mail geschickt. Bitte bestätigen "
+        "Sie die Buchung mit dem Link darin, sonst verfällt sie.",
         "contact_mail": "Nachrichten gehen an {address}.",
         "contact_phone": "Sie haben keine E-Mail-Adresse angegeben; wir erreichen Sie unter "
         "{phone}.",
@@ -205,6 +210,11 @@ UI: dict[str, dict[str, str]] = {
         "confirm_pending": "Confirm the appointment",
         "confirmed_title": "Your appointment is confirmed",
         "lapsed_title": "The time to confirm has passed",
+        "lapsed": "This booking was not confirmed in time and has lapsed (or it was cancelled). "
+        "The time is free again; you are welcome to book again.",
+        "confirm_title": "Confirm your booking",
+        "check_mail": "Almost done: we have sent you an e-mail. Please confirm the booking with "
+        "its link, or it lapses.",
         "contact_mail": "Messages go to {address}.",
         "contact_phone": "You gave no e-mail address; we reach you at {phone}.",
         "spelled": "Spelled",

@@ -17,6 +17,7 @@ from litestar.testing import AsyncTestClient
 
 from scheduler.booking.core import Core
 from tests.api.test_keys import bearer, make_key
+from tests.pages import with_csrf
 
 Client = AsyncTestClient[Litestar]
 OWN = "sachbearbeitung-1"
@@ -39,9 +40,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/bookings/{reference:str}/cancel"): "token",
     ("POST", "/api/v1/bookings/{reference:str}/reschedule"): "token",
     ("GET", "/api/v1/bookings/{reference:str}/calendar.ics"): "token",
-    ("GET", "/buchung/{reference:str}"): "token",
-    ("POST", "/buchung/{reference:str}/absagen"): "token",
-    ("POST", "/buchung/{reference:str}/annehmen"): "token",
+    ("POST", "/api/v1/bookings/{reference:str}/confirm"): "token",
     ("POST", "/api/v1/waitlist"): "public",
     ("POST", "/api/v1/waitlist/offers/{reference:str}/accept"): "token",
     ("GET", "/api/v1/waitlist"): "agent",
@@ -67,6 +66,55 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/calendars/{calendar_id:str}/closures/import"): "staff",
     ("POST", "/api/v1/bookings/{reference:str}/check-in"): "staff",
     ("POST", "/api/v1/bookings/{reference:str}/no-show"): "staff",
+}
+# The pages (scheduler/web): "page" anyone; "page-token" the booking's manage token in the link
+# or form (the same guard as the API's, tested in tests/reliability/test_security.py); "login"
+# the key's login form; "agent"/"staff" the console's session cookie only — an API key sent as
+# a bearer opens none of them (tested below). Every form also needs the CSRF token.
+PAGES: dict[tuple[str, str], str] = {
+    ("GET", "/"): "page",
+    ("GET", "/static/{file_path:path}"): "page",
+    ("GET", "/termine/{service_id:str}"): "page",
+    ("GET", "/termine/{service_id:str}/tag/{day:str}"): "page",
+    ("POST", "/termine/{service_id:str}/reservieren"): "page",
+    ("GET", "/termine/{service_id:str}/angaben"): "page",
+    ("POST", "/termine/{service_id:str}/angaben"): "page",
+    ("POST", "/termine/{service_id:str}/freigeben"): "page",  # the hold id is the secret
+    ("GET", "/buchung/{reference:str}"): "page-token",
+    ("POST", "/buchung/{reference:str}/absagen"): "page-token",
+    ("POST", "/buchung/{reference:str}/annehmen"): "page-token",
+    ("GET", "/buchung/{reference:str}/bestaetigen"): "page-token",
+    ("POST", "/buchung/{reference:str}/bestaetigen"): "page-token",
+    ("GET", "/buchung/{reference:str}/verschieben"): "page-token",
+    ("POST", "/buchung/{reference:str}/verschieben"): "page-token",
+    ("GET", "/buchung/{reference:str}/verschieben/tag/{day:str}"): "page-token",
+    ("GET", "/agent/anmelden"): "login",
+    ("POST", "/agent/anmelden"): "login",
+    ("GET", "/staff/anmelden"): "login",
+    ("POST", "/staff/anmelden"): "login",
+    ("GET", "/agent"): "agent",
+    ("POST", "/agent/abmelden"): "agent",
+    ("GET", "/agent/suche"): "agent",
+    ("POST", "/agent/suche"): "agent",
+    ("GET", "/agent/termin"): "agent",
+    ("POST", "/agent/termin"): "agent",
+    ("GET", "/agent/termin/pruefen"): "agent",
+    ("POST", "/agent/termin/pruefen"): "agent",
+    ("GET", "/agent/termin/buchen"): "agent",
+    ("POST", "/agent/termin/buchen"): "agent",
+    ("POST", "/agent/termin/freigeben"): "agent",
+    ("GET", "/agent/buchung/{reference:str}"): "agent",
+    ("GET", "/agent/buchung/{reference:str}/absagen"): "agent",
+    ("POST", "/agent/buchung/{reference:str}/absagen"): "agent",
+    ("POST", "/agent/buchung/{reference:str}/annehmen"): "agent",
+    ("GET", "/agent/buchung/{reference:str}/verschieben"): "agent",
+    ("POST", "/agent/buchung/{reference:str}/verschieben"): "agent",
+    ("GET", "/staff"): "staff",
+    ("POST", "/staff/abmelden"): "staff",
+    ("GET", "/staff/buchung/{reference:str}/{mark:str}"): "staff",
+    ("POST", "/staff/buchung/{reference:str}/{mark:str}"): "staff",
+    ("GET", "/staff/kalender/{calendar_id:str}/abo"): "staff",
+    ("POST", "/staff/kalender/{calendar_id:str}/abo"): "staff",
 }
 # routes called with ids that do not exist: past the guard, 404 is their honest answer
 FAKE_IDS = {
@@ -121,7 +169,37 @@ def test_the_table_names_every_route(app: Litestar) -> None:
         for method in getattr(route, "methods", set()) - {"HEAD", "OPTIONS"}
         if not route.path.startswith("/schema")
     }
-    assert routes == set(ROUTES)
+    assert routes == set(ROUTES) | set(PAGES)
+    assert not set(ROUTES) & set(PAGES)
+
+
+@pytest.mark.parametrize("caller", CALLERS)
+async def test_console_pages_open_only_with_their_session(
+    client: Client, callers: dict[str, Any], caller: str
+) -> None:
+    """An API key (or token) sent as a bearer opens no console page: each one answers with the
+    way to its login form, and nothing is done."""
+    headers = callers["headers"][caller]
+    form = await with_csrf(client, {"start": START, "leistung": "hund-anmelden"})
+    wrong = []
+    for (method, path), kind in PAGES.items():
+        if kind not in ("agent", "staff"):
+            continue
+        url = concrete(path, callers["reference"], callers["entry_id"]).replace(
+            "{mark:str}", "erschienen"
+        )
+        if method == "GET":  # the query a console page may need, so only the session decides
+            url += f"?leistung=hund-anmelden&start={quote(START, safe='')}"
+        response = await client.request(
+            method, url, headers=headers, data=form if method == "POST" else None,
+            follow_redirects=False,
+        )  # fmt: skip
+        location = response.headers.get("location", "")
+        # to the login form; a form's own path opened by GET leads back to the area's page
+        back = method == "GET" and location.split("?")[0] == f"/{kind}"
+        if response.status_code != 303 or not (location.startswith(f"/{kind}/anmelden") or back):
+            wrong.append(f"{method} {url}: {response.status_code} {location}")
+    assert wrong == []
 
 
 @pytest.fixture

@@ -42,6 +42,7 @@ from scheduler.booking.holds import new_hold_id
 from scheduler.clock import ManualClock
 from scheduler.settings import Settings
 from tests.booking.test_contingents import clerk_starts, local
+from tests.pages import CSRF_FIELD, cookie_token, csrf_token, with_csrf
 from tests.serverproc import ServerProcess, minimal_env, start_server
 
 Client = AsyncTestClient[Litestar]
@@ -305,9 +306,11 @@ async def snapshot(engine: AsyncEngine) -> dict[str, Any]:
     return out
 
 
-def attempts(token: str) -> dict[str, Callable[[Client, str], Any]]:
-    """Every route that reads, changes or cancels a booking by its manage token."""
+def attempts(token: str, csrf: str) -> dict[str, Callable[[Client, str], Any]]:
+    """Every route that reads, changes or cancels a booking by its manage token (``csrf``:
+    the pages' form token, so that a form is refused for its manage token, not for CSRF)."""
     auth = bearer(token)
+    form = {"token": token, CSRF_FIELD: csrf}
     move = {"start": local(MONDAY, 11).isoformat()}
     q = quote(token)
     return {
@@ -319,8 +322,11 @@ def attempts(token: str) -> dict[str, Callable[[Client, str], Any]]:
         "ics": lambda c, ref: c.get(f"/api/v1/bookings/{ref}/calendar.ics?token={q}"),
         "accept": lambda c, ref: c.post(f"/api/v1/waitlist/offers/{ref}/accept", headers=auth),
         "page": lambda c, ref: c.get(f"/buchung/{ref}?token={q}"),
-        "page-cancel": lambda c, ref: c.post(f"/buchung/{ref}/absagen", data={"token": token}),
-        "page-accept": lambda c, ref: c.post(f"/buchung/{ref}/annehmen", data={"token": token}),
+        "page-cancel": lambda c, ref: c.post(f"/buchung/{ref}/absagen", data=form),
+        "page-accept": lambda c, ref: c.post(f"/buchung/{ref}/annehmen", data=form),
+        "confirm": lambda c, ref: c.post(f"/api/v1/bookings/{ref}/confirm", headers=auth),
+        "page-opt-in": lambda c, ref: c.get(f"/buchung/{ref}/bestaetigen?token={q}"),
+        "page-confirm": lambda c, ref: c.post(f"/buchung/{ref}/bestaetigen", data=form),
     }
 
 
@@ -347,7 +353,7 @@ async def generous(settings: Settings, clock: ManualClock, core: Core) -> AsyncI
 def assert_not_found(response: httpx.Response, how: str) -> None:
     assert response.status_code == 404, (how, response.status_code, response.text[:200])
     if how.startswith("page"):
-        assert "nicht gefunden" in response.text
+        assert "nicht gefunden" in response.text.lower()
     else:
         assert response.json()["code"] == "not_found"
 
@@ -360,13 +366,13 @@ async def test_a_token_opens_no_other_booking(generous: Client, core: Core) -> N
     mine = await book(generous, local(MONDAY, 9), CITIZEN)
     token, own = mine["manage_token"], mine["reference"]
     others = await _others(core, 24)
-    routes = attempts(token)
+    routes = attempts(token, await csrf_token(generous))
     before = await snapshot(core.engine)
     guesses = generated_references(1000, {own, *others})
     answered = 0
     for n, reference in enumerate(guesses):
         # each guess on the three JSON actions, and on one of the other routes in turn
-        names = ["read", "cancel", "reschedule", list(routes)[3 + n % 5]]
+        names = ["read", "cancel", "reschedule", list(routes)[3 + n % (len(routes) - 3)]]
         for name in names:
             assert_not_found(await routes[name](generous, reference), name)
             answered += 1
@@ -375,7 +381,7 @@ async def test_a_token_opens_no_other_booking(generous: Client, core: Core) -> N
             assert_not_found(await attempt(generous, reference), name)
             assert_not_found(await attempt(generous, reference.lower().replace("-", "")), name)
             answered += 2
-    assert answered == 4000 + 24 * 16
+    assert answered == 4000 + 24 * 2 * len(routes)
     assert await snapshot(core.engine) == before
     # "not yours" reads exactly like "not there"
     missing = await routes["read"](generous, guesses[0])
@@ -395,7 +401,7 @@ async def test_guessing_is_stopped_after_the_limit(
     mine = await book(client, local(MONDAY, 9), CITIZEN)
     token = mine["manage_token"]
     others = await _others(core, 5)
-    routes = attempts(token)
+    routes = attempts(token, await csrf_token(client))
     before = await snapshot(core.engine)
     limit = settings.rate_limit_token_failures_per_address[0]
     names = list(routes)
@@ -458,7 +464,9 @@ async def test_the_manage_page_is_not_cached_and_sends_no_referrer(
     assert_private(page)
     assert_private(await client.get(f"/buchung/{ref}?token=wrong"))  # the 404 page too
     cancelled = await client.post(
-        f"/buchung/{ref}/absagen", data={"token": token}, follow_redirects=False
+        f"/buchung/{ref}/absagen",
+        data=await with_csrf(client, {"token": token}),
+        follow_redirects=False,
     )
     assert cancelled.status_code == 303
     assert_private(cancelled)
@@ -613,7 +621,9 @@ def test_a_whole_run_logs_no_secret_and_no_personal_data(
     assert _call(server, "GET", f"/api/v1/bookings/{reference}", headers=manage)[0] == 200
     ics = f"/api/v1/bookings/{reference}/calendar.ics?token={quote(manage_token)}"
     assert _call(server, "GET", ics)[0] == 200
-    assert _call(server, "GET", f"/buchung/{reference}?token={quote(manage_token)}")[0] == 200
+    status, headers, _ = _call(server, "GET", f"/buchung/{reference}?token={quote(manage_token)}")
+    assert status == 200
+    csrf = cookie_token(headers["set-cookie"])
     # a mistyped token and an unknown key are refused (and logged as such, without them)
     bad = "x" + manage_token[1:]
     assert _call(server, "GET", f"/api/v1/bookings/{reference}", headers=bearer(bad))[0] == 404
@@ -651,8 +661,9 @@ def test_a_whole_run_logs_no_secret_and_no_personal_data(
 
     # cancels the booking on the manage page; the messages go out (as .eml files)
     status, _, _ = _call(
-        server, "POST", f"/buchung/{reference}/absagen", form={"token": manage_token}
-    )
+        server, "POST", f"/buchung/{reference}/absagen",
+        form={"token": manage_token, CSRF_FIELD: csrf}, headers={"Cookie": f"csrf={csrf}"},
+    )  # fmt: skip
     assert status == 303
     mail = work / "mail"
     assert _wait(lambda: len(list(mail.rglob("*.eml"))) >= 2, 60), list(mail.rglob("*"))

@@ -21,6 +21,7 @@ from scheduler.booking.bookings import Actor, BookingRequest, Person
 from scheduler.booking.core import Core
 from scheduler.clock import ManualClock
 from scheduler.reminders.dispatch import Dispatcher
+from tests.pages import with_csrf
 from tests.reminders.test_mailer import Collector, mailer, smtp_server
 
 START = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)  # Monday 09:00 in Berlin
@@ -248,13 +249,15 @@ async def test_manage_page_shows_and_cancels(client: AsyncTestClient[Litestar]) 
     page = await client.get(url, params={"token": made["manage_token"]})
     assert page.status_code == 200
     assert made["reference"] in page.text
-    assert "Montag, 30. November 2026, 09:00 bis 09:15 Uhr" in page.text
+    assert "Montag, 30. November 2026, 09:00–09:15" in page.text
     assert page.headers["referrer-policy"] == "no-referrer"
     assert "Termin absagen" in page.text
     wrong = await client.get(url, params={"token": "nope"})
     assert wrong.status_code == 404
     cancelled = await client.post(
-        f"{url}/absagen", data={"token": made["manage_token"]}, follow_redirects=False
+        f"{url}/absagen",
+        data=await with_csrf(client, {"token": made["manage_token"]}),
+        follow_redirects=False,
     )
     assert cancelled.status_code == 303
     after = await client.get(url, params={"token": made["manage_token"]})
