@@ -102,7 +102,11 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             metrics_dir = tempfile.mkdtemp(prefix="scheduler-metrics-")  # mode 0700
             os.environ[MULTIPROC_ENV] = metrics_dir
         where = f"http://{args.host}:{args.port}"
-        print(f"scheduler listens on {where} (API docs: {where}/schema)", file=sys.stderr)
+        print(
+            f"scheduler listens on {where}: booking {where}/, hotline {where}/agent, staff "
+            f"{where}/staff, API docs {where}/schema",
+            file=sys.stderr,
+        )
         uvicorn.run(
             "scheduler.app:app_from_env",
             factory=True,
