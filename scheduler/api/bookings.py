@@ -376,6 +376,23 @@ async def authorized_booking(
     raise NotFound("booking", reference)
 
 
+async def pending_booking(
+    request: Request[Any, Any, Any], reference: str, *, query_token: str | None = None
+) -> tuple[m.Booking, bool]:
+    """The booking to confirm, and whether the opt-in link's token opened it (else the manage
+    token or a key, as :func:`authorized_booking`)."""
+    secret = bearer(request) or query_token
+    if secret and not secret.startswith("sk_"):
+        limits, address = limiter(request), client_address(request)
+        await limits.check_token_lookup(address)
+        service = _service(request)
+        with contextlib.suppress(NotFound):
+            booking = await service.find(reference)
+            if service.opt_in_matches(booking, secret):
+                return booking, True
+    return await authorized_booking(request, reference, query_token=query_token), False
+
+
 async def _booking_by_token(
     request: Request[Any, Any, Any], reference: str, token: str
 ) -> m.Booking:
@@ -610,23 +627,27 @@ class BookingsController(Controller):
         description=(
             "A booking of a service with e-mail opt-in, made online by a citizen, is `pending` "
             "until `pending_until`: the message to its contact address links to a page whose "
-            "button calls this. Confirmed in time, it is `confirmed` and the confirmation (with "
-            "the .ics) and reminders follow; a booking confirmed already is answered as it is. "
+            "button calls this, with the link's own token (the manage token of the booking "
+            "answer does not confirm an opt-in: 403 `forbidden`; an agent key may). Confirmed "
+            "in time, it is `confirmed` and the confirmation (with the .ics) and reminders "
+            "follow; a booking confirmed already is answered as it is. "
             "Too late (the booking lapsed, its seats are free again) or cancelled: 410 "
             "`opt_in_expired` (`offer_expired` for a waiting-list offer)."
         ),
         status_code=200,
-        responses=problem_responses(401, 404, 409, 410, 422, 429),
+        responses=problem_responses(401, 403, 404, 409, 410, 422, 429),
     )
     async def confirm(
         self,
         request: Request[Any, Any, Any],
         reference: Annotated[str, PathParameter(max_length=20)],
     ) -> Response[BookingOut]:
-        booking = await authorized_booking(request, reference)
-        principal = await current_principal(request)  # None for a manage token
+        booking, proven = await pending_booking(request, reference)
+        principal = await current_principal(request) if not proven else None
         core = _core(request)
-        updated = await _service(request).confirm_pending(booking.id, _actor(request, principal))
+        updated = await _service(request).confirm_pending(
+            booking.id, _actor(request, principal), proven=proven
+        )
         return Response(
             booking_out(core, updated),
             headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},

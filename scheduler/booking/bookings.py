@@ -41,6 +41,7 @@ from scheduler.booking.errors import (
     AlreadyChanged,
     CampaignFull,
     FieldError,
+    Forbidden,
     HoldExpired,
     LimitReached,
     NotFound,
@@ -562,7 +563,7 @@ class BookingService:
             if hold.payload.channel != request.channel:
                 raise ValidationFailed(FieldError("channel", "channel_mismatch"))
             self._recheck(hold, request)
-            self._check_opt_in_contact(self._held_services(hold), request, actor)
+            self.check_opt_in_contact(self._held_services(hold), request, actor)
         except BaseException:
             await self.reservations.unclaim(hold)
             raise
@@ -583,7 +584,7 @@ class BookingService:
     ) -> tuple[BookingView | None, idem.Replay | None]:
         """Hold and confirm in one step."""
         validate_request(request)
-        self._check_opt_in_contact(service_ids, request, actor)
+        self.check_opt_in_contact(service_ids, request, actor)
         if key is not None and (replay := await self._replay(key)) is not None:
             return None, replay
         now = self.now()
@@ -616,7 +617,7 @@ class BookingService:
         ]
         return min(minutes) if minutes else None
 
-    def _check_opt_in_contact(
+    def check_opt_in_contact(
         self, service_ids: list[str], request: BookingRequest, actor: Actor
     ) -> None:
         """A booking that waits for its e-mail confirmation needs an address to send it to."""
@@ -973,6 +974,23 @@ class BookingService:
             self.core.secret_key, booking.id, booking.token_version, presented
         )
 
+    def opt_in_token_for(self, booking: m.Booking | BookingView) -> str:
+        """The token of the opt-in link (only in the message to the contact address)."""
+        return codes.opt_in_token(self.core.secret_key, booking.id, booking.token_version)
+
+    def opt_in_matches(self, booking: m.Booking, presented: str) -> bool:
+        return codes.opt_in_matches(
+            self.core.secret_key, booking.id, booking.token_version, presented
+        )
+
+    async def is_offer(self, booking_id: str) -> bool:
+        """A booking made for a waiting-list entry (a pending one is an offer, not an opt-in)."""
+        async with self.core.sessions() as session:
+            entry = await session.scalar(
+                select(m.WaitlistEntry.id).where(m.WaitlistEntry.booking_id == booking_id)
+            )
+        return entry is not None
+
     # -- change -----------------------------------------------------------------------------
 
     async def cancel(
@@ -1053,16 +1071,19 @@ class BookingService:
 
     # -- the e-mail opt-in ------------------------------------------------------------------
 
-    async def confirm_pending(self, booking_id: str, actor: Actor) -> m.Booking:
+    async def confirm_pending(
+        self, booking_id: str, actor: Actor, *, proven: bool = False
+    ) -> m.Booking:
         """Confirm a pending booking: its e-mail opt-in, before its deadline (else
         :class:`OptInExpired`); a waiting-list offer is accepted (``Waitlist.accept``). A
-        booking confirmed already is returned as it is (the link followed twice)."""
+        booking confirmed already is returned as it is (the link followed twice).
+
+        ``proven``: the caller presented the opt-in link's token, which only the message to the
+        contact address carries. A citizen without it (with the manage token the booking
+        answer gave) cannot confirm an opt-in — that would prove no address (:class:`Forbidden`);
+        an agent or admin key may (they spoke to the person)."""
         now = self.now()
-        async with self.core.sessions() as session:
-            entry = await session.scalar(
-                select(m.WaitlistEntry.id).where(m.WaitlistEntry.booking_id == booking_id)
-            )
-        if entry is not None:
+        if await self.is_offer(booking_id):
             return await self.core.waitlist.accept(booking_id, actor)  # type: ignore[no-any-return]
         async with self.core.sessions() as session, session.begin():
             booking = await self._locked(session, booking_id)
@@ -1071,6 +1092,8 @@ class BookingService:
                 m.BookingStatus.CHECKED_IN.value,
             ):
                 return booking
+            if actor.is_citizen and not proven:
+                raise Forbidden()
             if (
                 booking.status != m.BookingStatus.PENDING.value
                 or booking.pending_until is None

@@ -70,6 +70,21 @@ def token_matches(secret: str, booking_id: str, version: int, presented: str) ->
     return hmac.compare_digest(expected.encode(), presented.encode("utf-8", "replace"))
 
 
+def opt_in_token(secret: str, booking_id: str, version: int) -> str:
+    """The token of an e-mail opt-in's link: sent only to the contact address, never answered
+    to the caller who booked (that one gets the manage token) — following the link proves the
+    address."""
+    digest = hmac.new(
+        secret.encode(), f"opt-in:{booking_id}:{version}".encode(), hashlib.sha256
+    ).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def opt_in_matches(secret: str, booking_id: str, version: int, presented: str) -> bool:
+    expected = opt_in_token(secret, booking_id, version)
+    return hmac.compare_digest(expected.encode(), presented.encode("utf-8", "replace"))
+
+
 def waitlist_token(secret: str, entry_id: int) -> str:
     """The token a person on a waiting list sees and leaves their entry with."""
     digest = hmac.new(secret.encode(), f"waitlist:{entry_id}".encode(), hashlib.sha256).digest()

@@ -272,7 +272,11 @@ class Dispatcher:
         link = manage_url(core.base_url, booking.reference, token)
         if kind is Kind.OPT_IN:
             ics = None  # no appointment until it is confirmed
-            link = confirm_url(core.base_url, booking.reference, token)
+            # the opt-in token: only this message carries it (the booking answer gave the
+            # manage token), so following it proves the address
+            link = confirm_url(
+                core.base_url, booking.reference, core.bookings.opt_in_token_for(booking)
+            )
 
         def names(ids: list[str]) -> list[str]:
             return [

@@ -255,6 +255,8 @@ class CitizenPages(Controller):
         try:
             citizen: Person = forms.person(form, eligibility=series)
             booking_request = BookingRequest(citizen=citizen, channel="online", language=lang)
+            # before the hold is claimed: a mistake told now keeps the held time
+            bookings.check_opt_in_contact([service.id], booking_request, actor_of(request))
             if hold_id is not None:
                 view, _ = await bookings.confirm(
                     hold_id, booking_request, actor_of(request), None, lambda _v: b""

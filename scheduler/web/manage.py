@@ -17,7 +17,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.params import PathParameter, QueryParameter
 from litestar.response import Template
 
-from scheduler.api.bookings import authorized_booking
+from scheduler.api.bookings import authorized_booking, pending_booking
 from scheduler.api.params import parse_moment
 from scheduler.api.problems import STATUS
 from scheduler.booking import codes
@@ -59,6 +59,17 @@ async def _booking(
         return answer
 
 
+async def _pending(
+    request: Request[Any, Any, Any], reference: str, token: str | None
+) -> tuple[m.Booking, bool] | Template:
+    """The booking to confirm and whether the opt-in link's token opened it, or the page to
+    answer instead."""
+    try:
+        return await pending_booking(request, reference, query_token=token or "")
+    except (NotFound, RateLimited):
+        return await _booking(request, reference, token)  # type: ignore[return-value]
+
+
 async def _posted(
     request: Request[Any, Any, Any], reference: str
 ) -> tuple[m.Booking, str, dict[str, Any]] | Template:
@@ -96,7 +107,12 @@ class ManagePages(Controller):
         found = await _booking(request, reference, token)
         if isinstance(found, Template):
             return found
-        return self._page(request, found, token or "", new=neu == "1", changed=geaendert)
+        offer = found.status == m.BookingStatus.PENDING.value and await bookings_of(
+            request
+        ).is_offer(found.id)
+        return self._page(
+            request, found, token or "", new=neu == "1", changed=geaendert, offer=offer
+        )
 
     def _page(
         self,
@@ -109,6 +125,7 @@ class ManagePages(Controller):
         status: int = 200,
         problem: dict[str, Any] | None = None,
         confirm_only: bool = False,
+        offer: bool = False,
     ) -> Template:
         core = core_of(request)
         lang = lang_of(request)
@@ -148,7 +165,7 @@ class ManagePages(Controller):
             ics=f"/api/v1/bookings/{reference}/calendar.ics?{keep}",
             manage_url=f"{core.base_url.rstrip('/')}/buchung/{reference}?{keep}",
             active=booking.status in ACTIVE, pending_until=pending_until,
-            confirm_only=confirm_only,
+            confirm_only=confirm_only, offer=offer,
         )  # fmt: skip
 
     @post("/{reference:str}/absagen", name="manage_cancel", status_code=303)
@@ -169,11 +186,12 @@ class ManagePages(Controller):
     ) -> Template | Response[Any]:
         """The e-mail opt-in's link: the booking and the button that confirms it. Opening the
         link changes nothing (mail scanners and link previews follow links)."""
-        found = await _booking(request, reference, token)
-        if isinstance(found, Template):
-            return found
+        opened = await _pending(request, reference, token)
+        if isinstance(opened, Template):
+            return opened
+        found, _ = opened
         if found.status in (m.BookingStatus.CONFIRMED.value, m.BookingStatus.CHECKED_IN.value):
-            path, query = _manage_url(found, token or "")
+            path, query = _manage_url(found, bookings_of(request).token_for(found))
             return see_other(path, **query)
         now = core_of(request).clock.now()
         if found.status != m.BookingStatus.PENDING.value or not (
@@ -196,18 +214,21 @@ class ManagePages(Controller):
     async def _confirm(
         self, request: Request[Any, Any, Any], reference: str
     ) -> Response[Any] | Template:
-        found = await _posted(request, reference)
-        if isinstance(found, Template):
-            return found
-        booking, token, _ = found
+        form = await request.form()
+        opened = await _pending(request, reference, forms.field(form, "token", 100))
+        if isinstance(opened, Template):
+            return opened
+        booking, proven = opened
+        bookings = bookings_of(request)
         try:
-            await bookings_of(request).confirm_pending(booking.id, actor_of(request))
+            await bookings.confirm_pending(booking.id, actor_of(request), proven=proven)
         except (OptInExpired, OfferExpired):
             return self._lapsed(request)
         except NotAnOffer as exc:
             return page(request, "error.html", status=409, title_key="error_title",
                         problem=problem_of(exc, lang_of(request)))  # fmt: skip
-        path, query = _manage_url(booking, token, geaendert="bestaetigt")
+        # the manage page, with the manage token (the opt-in link proved the address)
+        path, query = _manage_url(booking, bookings.token_for(booking), geaendert="bestaetigt")
         return see_other(path, **query)
 
     @post("/{reference:str}/annehmen", name="manage_accept", status_code=303)

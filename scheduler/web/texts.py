@@ -126,6 +126,8 @@ UI: dict[str, dict[str, str]] = {
         "lapsed": "Diese Buchung wurde nicht rechtzeitig bestätigt und ist verfallen (oder sie "
         "wurde abgesagt). Der Termin ist wieder frei; Sie können gern erneut buchen.",
         "confirm_title": "Buchung bestätigen",
+        "opt_in_waiting": "Diese Buchung wartet auf Ihre Bestätigung: Bitte folgen Sie bis "
+        "{until} Uhr dem Link in der E-Mail, die wir Ihnen geschickt haben; sonst verfällt sie.",
         "check_mail": "Fast geschafft: Wir haben Ihnen eine E-Mail geschickt. Bitte bestätigen "
         "Sie die Buchung mit dem Link darin, sonst verfällt sie.",
         "contact_mail": "Nachrichten gehen an {address}.",
@@ -213,6 +215,8 @@ UI: dict[str, dict[str, str]] = {
         "lapsed": "This booking was not confirmed in time and has lapsed (or it was cancelled). "
         "The time is free again; you are welcome to book again.",
         "confirm_title": "Confirm your booking",
+        "opt_in_waiting": "This booking waits for your confirmation: please follow the link in "
+        "the e-mail we sent you by {until}; otherwise it lapses.",
         "check_mail": "Almost done: we have sent you an e-mail. Please confirm the booking with "
         "its link, or it lapses.",
         "contact_mail": "Messages go to {address}.",

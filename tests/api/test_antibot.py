@@ -46,6 +46,16 @@ async def create(
     )
 
 
+async def opt_in_token(core: Core, reference: str) -> str:
+    """The token of the opt-in link the message to the contact address carries."""
+    async with core.sessions() as session:
+        found = await session.scalar(
+            select(m.Booking).where(m.Booking.reference == reference.replace("-", ""))
+        )
+    assert found is not None
+    return core.bookings.opt_in_token_for(found)
+
+
 async def status_of(core: Core, reference: str) -> str:
     async with core.sessions() as session:
         found = await session.scalar(
@@ -66,7 +76,8 @@ async def test_opt_in_booking_is_pending_until_the_button_is_pressed(
     booking = response.json()
     assert booking["status"] == "pending"
     assert booking["pending_until"] == "2026-11-23T07:30:00+01:00"
-    reference, token = booking["reference"], booking["manage_token"]
+    reference, manage = booking["reference"], booking["manage_token"]
+    token = await opt_in_token(core, reference)  # the e-mail's link carries it, not the answer
 
     # the link from the e-mail: a page with a button; opening it (as a mail scanner does)
     # confirms nothing, however often
@@ -78,8 +89,17 @@ async def test_opt_in_booking_is_pending_until_the_button_is_pressed(
         assert "Reisepass beantragen" in page.text
         assert page.headers["cache-control"] == "no-store"
     assert await status_of(core, reference) == "pending"
-    read = await client.get(f"/api/v1/bookings/{reference}", headers=bearer(token))
+    read = await client.get(f"/api/v1/bookings/{reference}", headers=bearer(manage))
     assert read.json()["status"] == "pending"
+    # the manage token of the booking answer proves no address: it confirms nothing
+    refused = await client.post(f"/api/v1/bookings/{reference}/confirm", headers=bearer(manage))
+    assert_problem(refused, 403, "forbidden")
+    pressed_with_manage = await client.post(
+        f"/buchung/{reference}/bestaetigen", data=await with_csrf(client, {"token": manage})
+    )
+    assert pressed_with_manage.status_code == 403
+    manage_page = await client.get(f"/buchung/{reference}", params={"token": manage})
+    assert "/bestaetigen" not in manage_page.text  # no button: the e-mail's link confirms
     assert read.json()["pending_until"] == "2026-11-23T07:30:00+01:00"
 
     # a wrong token is "not found", for the page, its button and the API alike
@@ -119,7 +139,8 @@ async def test_confirm_by_the_api_and_too_late(
 ) -> None:
     first = (await create(client)).json()
     confirmed = await client.post(
-        f"/api/v1/bookings/{first['reference']}/confirm", headers=bearer(first["manage_token"])
+        f"/api/v1/bookings/{first['reference']}/confirm",
+        headers=bearer(await opt_in_token(core, first["reference"])),
     )
     assert confirmed.status_code == 200
     assert confirmed.json()["status"] == "confirmed"
@@ -130,16 +151,17 @@ async def test_confirm_by_the_api_and_too_late(
             citizen={"name": "Max Muster", "email": "max@example.org"},
         )
     ).json()  # fmt: skip
+    late_token = await opt_in_token(core, late["reference"])
     clock.advance(timedelta(minutes=31))
     refused = await client.post(
         f"/api/v1/bookings/{late['reference']}/confirm",
-        headers={**bearer(late["manage_token"]), "Accept-Language": "en"},
+        headers={**bearer(late_token), "Accept-Language": "en"},
     )
     body = assert_problem(refused, 410, "opt_in_expired")
     assert body["title"] == "Confirmation period over"
     page = await client.post(
         f"/buchung/{late['reference']}/bestaetigen",
-        data=await with_csrf(client, {"token": late["manage_token"]}),
+        data=await with_csrf(client, {"token": late_token}),
     )
     assert page.status_code == 410
     assert "nicht rechtzeitig bestätigt" in page.text

@@ -105,17 +105,20 @@ async def test_confirmed_in_time_gets_the_confirmation_with_its_ics(
     [opt_in] = parsed(collector)
     assert opt_in["Subject"].startswith("Please confirm your booking: Apply for a passport")
     plain = opt_in.get_body(("plain",)).get_content()
-    token = core.bookings.token_for(view)
+    token = core.bookings.opt_in_token_for(view)  # only the message carries it
     assert f"/buchung/{view.reference[:4]}-{view.reference[4:]}/bestaetigen?token=" in plain
     assert token in plain
+    assert core.bookings.token_for(view) not in plain
     assert "7:30 am" in plain  # the deadline, in the location's zone (07:00 + 30 min)
     assert not list(opt_in.iter_attachments())  # no .ics: it is no appointment yet
 
     clock.advance(timedelta(minutes=29))
-    confirmed = await core.bookings.confirm_pending(view.id, Actor())
+    confirmed = await core.bookings.confirm_pending(view.id, Actor(), proven=True)
     assert confirmed.status == "confirmed"
     assert confirmed.pending_until is None
-    again = await core.bookings.confirm_pending(view.id, Actor())  # the link followed twice
+    again = await core.bookings.confirm_pending(
+        view.id, Actor(), proven=True
+    )  # the link followed twice
     assert again.status == "confirmed"
     assert [k for k, _ in await kinds(core, view.id)] == ["opt_in", "confirmation", "reminder"]
     assert (await sender.run_once()).sent == 1
@@ -153,7 +156,7 @@ async def test_not_confirmed_lapses_frees_the_seats_and_sends_nothing_more(
         )
         assert claims is None
     with pytest.raises(OptInExpired):
-        await core.bookings.confirm_pending(view.id, Actor())
+        await core.bookings.confirm_pending(view.id, Actor(), proven=True)
     # the opt-in link that the dispatcher had not sent yet is not sent late; nothing else is
     assert (await sender.run_once()).sent == 0
     assert collector.received == []
@@ -171,7 +174,7 @@ async def test_too_late_is_refused_even_before_the_job_ran(core: Core, clock: Ma
     view = await book(core)
     clock.advance(timedelta(minutes=30))
     with pytest.raises(OptInExpired):
-        await core.bookings.confirm_pending(view.id, Actor())
+        await core.bookings.confirm_pending(view.id, Actor(), proven=True)
 
 
 async def test_the_deadline_is_at_the_latest_the_start(core: Core, clock: ManualClock) -> None:

@@ -253,3 +253,56 @@ async def test_unknown_things_are_pages_not_errors(client: Client) -> None:
         assert 400 <= response.status_code < 500, (path, response.status_code)
         assert response.headers["content-type"].startswith("text/html"), path
         assert "<h1>" in response.text
+
+
+async def test_an_opt_in_booking_waits_for_the_e_mails_link(client: Client, core: Core) -> None:
+    """The passport service asks for an e-mail opt-in: the confirmation page says to check the
+    mail and has no button; the mail's link (its own token) confirms, the manage token cannot."""
+    days = await client.get("/termine/reisepass-beantragen")
+    day = re.search(r"/termine/reisepass-beantragen/tag/([\d-]+)", days.text)
+    assert day
+    times = await client.get(f"/termine/reisepass-beantragen/tag/{day.group(1)}")
+    start = re.findall(r'name="start" value="([^"]+)"', times.text)[0]
+    held = await client.post(
+        "/termine/reisepass-beantragen/reservieren",
+        data={"_csrf_token": csrf(times.text), "start": start},
+        follow_redirects=False,
+    )
+    query = parse_qs(urlsplit(held.headers["location"]).query)
+    fields = {
+        "_csrf_token": csrf(times.text),
+        "start": query["start"][0],
+        "reservierung": query["reservierung"][0],
+        "citizen.name": "Erika Mustermann",
+    }
+    no_mail = await client.post(
+        "/termine/reisepass-beantragen/angaben", data={**fields, "citizen.phone": "03935 1234"}
+    )
+    assert no_mail.status_code == 422  # the opt-in needs an address (the time stays held)
+    assert 'href="#citizen-email"' in no_mail.text
+    booked = await client.post(
+        "/termine/reisepass-beantragen/angaben",
+        data={**fields, "citizen.email": "erika@example.org"},
+        follow_redirects=False,
+    )
+    assert booked.status_code == 303, booked.text
+    shown = await client.get(booked.headers["location"])
+    assert "Fast geschafft" in shown.text
+    assert "/bestaetigen" not in shown.text
+    async with core.sessions() as session:
+        booking = (await session.scalars(select(m.Booking))).one()
+    assert booking.status == "pending"
+    link = f"/buchung/{booking.reference}/bestaetigen"
+    opt_in = core.bookings.opt_in_token_for(booking)
+    page = await client.get(link, params={"token": opt_in})
+    assert page.status_code == 200
+    assert f'action="{link}"' in page.text
+    pressed = await client.post(
+        link, data={"_csrf_token": csrf(page.text), "token": opt_in}, follow_redirects=False
+    )
+    assert pressed.status_code == 303
+    assert core.bookings.token_for(booking) in pressed.headers["location"]
+    after = await client.get(pressed.headers["location"])
+    assert "Ihr Termin ist bestätigt" in after.text
+    async with core.sessions() as session:
+        assert (await session.scalars(select(m.Booking.status))).one() == "confirmed"
