@@ -24,7 +24,7 @@ from datetime import date, datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from litestar import Controller, Request, Response, get, post
+from litestar import Request, Response, get, post
 from litestar.params import PathParameter, QueryParameter
 from litestar.response import Template
 
@@ -245,29 +245,10 @@ def refused(request: Request[Any, Any, Any], exc: DomainError) -> Response[Any]:
     )  # fmt: skip
 
 
-class AgentPages(Controller):
+class AgentPages(s.AreaPages):
     path = "/agent"
-    include_in_schema = False
+    area = AREA
     exception_handlers = {s.NotLoggedIn: s.not_logged_in, DomainError: refused}  # type: ignore[dict-item]
-
-    # -- session ------------------------------------------------------------------------------
-
-    @get("/anmelden", name="agent_login_form")
-    async def login_form(
-        self,
-        request: Request[Any, Any, Any],
-        abgemeldet: Annotated[str | None, QueryParameter(max_length=1)] = None,
-    ) -> Template:
-        notice = texts.text(lang_of(request), "logged_out") if abgemeldet else None
-        return s.login_page(request, AREA, notice=notice)
-
-    @post("/anmelden", name="agent_login", status_code=303)
-    async def login(self, request: Request[Any, Any, Any]) -> Response[Any] | Template:
-        return await s.do_login(request, AREA)
-
-    @post("/abmelden", name="agent_logout", status_code=303)
-    async def logout(self, request: Request[Any, Any, Any]) -> Response[Any]:
-        return s.do_logout(AREA)
 
     # -- the console --------------------------------------------------------------------------
 

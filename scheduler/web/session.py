@@ -26,10 +26,11 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Annotated, Any, ClassVar
 
-from litestar import Request, Response
+from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import Cookie
+from litestar.params import QueryParameter
 from litestar.response import Template
 
 from scheduler.api.bookings import client_address, limiter
@@ -255,3 +256,28 @@ def back_to(request: Request[Any, Any, Any], path: str) -> Response[Any]:
     """A GET of a path that only takes forms (the language switch of a result page)."""
     query = {"lang": lang} if (lang := request.query_params.get("lang")) in texts.LANGUAGES else {}
     return see_other(path, **query)
+
+
+class AreaPages(Controller):
+    """The login, login form and logout of a console area (its ``area``); the area's pages
+    subclass it."""
+
+    area: ClassVar[Area]
+    include_in_schema = False
+
+    @get("/anmelden")
+    async def login_form(
+        self,
+        request: Request[Any, Any, Any],
+        abgemeldet: Annotated[str | None, QueryParameter(max_length=1)] = None,
+    ) -> Template:
+        notice = texts.text(lang_of(request), "logged_out") if abgemeldet else None
+        return login_page(request, self.area, notice=notice)
+
+    @post("/anmelden", status_code=303)
+    async def login(self, request: Request[Any, Any, Any]) -> Response[Any] | Template:
+        return await do_login(request, self.area)
+
+    @post("/abmelden", status_code=303)
+    async def logout(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        return do_logout(self.area)

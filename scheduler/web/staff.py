@@ -19,7 +19,7 @@ from datetime import date, timedelta
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from litestar import Controller, Request, Response, get, post
+from litestar import Request, Response, get, post
 from litestar.params import PathParameter, QueryParameter
 from litestar.response import Template
 from sqlalchemy import select
@@ -78,27 +78,10 @@ async def ensure(request: Request[Any, Any, Any]) -> Principal:
     return await s.current(request, AREA)
 
 
-class StaffPages(Controller):
+class StaffPages(s.AreaPages):
     path = "/staff"
-    include_in_schema = False
+    area = AREA
     exception_handlers = {s.NotLoggedIn: s.not_logged_in, DomainError: refused}  # type: ignore[dict-item]
-
-    @get("/anmelden", name="staff_login_form")
-    async def login_form(
-        self,
-        request: Request[Any, Any, Any],
-        abgemeldet: Annotated[str | None, QueryParameter(max_length=1)] = None,
-    ) -> Template:
-        notice = texts.text(lang_of(request), "logged_out") if abgemeldet else None
-        return s.login_page(request, AREA, notice=notice)
-
-    @post("/anmelden", name="staff_login", status_code=303)
-    async def login(self, request: Request[Any, Any, Any]) -> Response[Any] | Template:
-        return await s.do_login(request, AREA)
-
-    @post("/abmelden", name="staff_logout", status_code=303)
-    async def logout(self, request: Request[Any, Any, Any]) -> Response[Any]:
-        return s.do_logout(AREA)
 
     # -- the agenda ---------------------------------------------------------------------------
 
