@@ -109,7 +109,7 @@ def encode_free(values: Sequence[int]) -> bytes:
 RECONCILE = """
 -- KEYS[1] version, KEYS[2] hold index, KEYS[3..] day keys and online budget keys
 -- ARGV[1] epoch, ARGV[2] now (ms), ARGV[3] location id, then per key of KEYS[3..]: data
--- (a counter string, or a budget; '' deletes the key), ttl (ms)
+-- (a counter string, or a budget; '' deletes the key), ttl (ms); last ARGV a random number
 local epoch = tonumber(ARGV[1])
 local now = tonumber(ARGV[2])
 local base = string.sub(KEYS[1], 1, -4)
@@ -152,7 +152,16 @@ for _, token in ipairs(holds) do
     end
   end
 end
-redis.call('INCR', KEYS[1])
+-- The version names the counters' contents (answers are cached under it), so it must never
+-- come back with other contents: after a restart (the key is gone) it starts at a random
+-- number, not at 1; after a failover that lost writes (the promoted replica's version is
+-- behind) it moves on by a random step, not to a value a process may have seen already.
+local random = tonumber(ARGV[#ARGV])
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('SET', KEYS[1], random)
+else
+  redis.call('INCRBY', KEYS[1], 1 + random % 1048576)
+end
 redis.call('PUBLISH', 'sch:changes', ARGV[3])
 return kept
 """

@@ -7,6 +7,7 @@ location's hash tag, and checks everything before it writes anything.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -99,6 +100,8 @@ class Gate:
         for (calendar_id, day), share in sorted(shares.items()):
             script_keys.append(keys.online(calendar_id, day))
             args += [budgets[(calendar_id, day)] if share else b"", _ttl_ms(day, tz, now)]
+        # the version's next value: a fresh random start, or a random step (see RECONCILE)
+        args.append(secrets.randbits(52))
         kept = await self._reconcile(keys=script_keys, args=args)
         return int(kept)
 
