@@ -9,7 +9,16 @@ import re
 
 from playwright.sync_api import Page, expect
 
-from tests.e2e.support import LiveServer, api, axe_check, book, screenshot, tab_to
+from tests.e2e.support import (
+    LiveServer,
+    api,
+    axe_check,
+    book,
+    links_in,
+    screenshot,
+    tab_to,
+    wait_for_mail,
+)
 
 
 def _keyboard_fill(page: Page, selector: str, text: str) -> None:
@@ -139,3 +148,35 @@ def test_pages_in_english(desktop_page: Page, live_server: LiveServer) -> None:
     page.get_by_role("link", name=re.compile("Register a dog|Hund anmelden")).click()
     expect(page.locator("h2").first).to_have_text("Choose a day")
     axe_check(page)
+
+
+def test_an_opt_in_is_confirmed_with_the_e_mails_link(page: Page, live_server: LiveServer) -> None:
+    """The passport service asks for an e-mail opt-in: the booking waits; the link in the
+    message opens a page whose button (by keyboard) confirms it."""
+    booking = book(live_server, service_id="reisepass-beantragen")
+    assert booking.answer["status"] == "pending"
+    page.goto(booking.manage_url)
+    expect(page.locator(".held")).to_contain_text("wartet auf Ihre Bestätigung")
+    expect(page.get_by_role("button", name="Termin verbindlich buchen")).to_have_count(0)
+    message = wait_for_mail(live_server, booking.email)
+    link = next(u for u in links_in(message) if "/bestaetigen?token=" in u)
+    page.goto(link)
+    expect(page.locator("h1")).to_have_text("Buchung bestätigen")
+    axe_check(page)
+    screenshot(page, "citizen-opt-in")
+    tab_to(page, page.get_by_role("button", name="Termin verbindlich buchen"))
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    expect(page.locator("h1")).to_have_text("Ihr Termin ist bestätigt")
+    axe_check(page)
+
+
+def test_error_pages_are_pages_too(page: Page, live_server: LiveServer) -> None:
+    for path, heading in (
+        ("/buchung/AAAA-BBBB?token=falsch", "Nicht gefunden"),
+        ("/termine/katze", "Nicht gefunden"),
+        ("/termine/hund-anmelden/tag/2026-13-45", "Das hat nicht geklappt"),
+    ):
+        page.goto(live_server.url(path))
+        expect(page.locator("h1")).to_have_text(heading)
+        axe_check(page)
