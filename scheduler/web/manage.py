@@ -48,15 +48,20 @@ async def _booking(
     """The booking the token opens, or the page to answer instead."""
     try:
         return await authorized_booking(request, reference, query_token=token or "")
-    except NotFound:
+    except (NotFound, RateLimited) as exc:
+        return _refused(request, exc)
+
+
+def _refused(request: Request[Any, Any, Any], exc: NotFound | RateLimited) -> Template:
+    """The page of a booking the link does not open: not found, or too many failed tries."""
+    if isinstance(exc, NotFound):
         lang = lang_of(request)
         return page(request, "error.html", status=404, title_key="not_found_title",
                     message=texts.text(lang, "booking_not_found"))  # fmt: skip
-    except RateLimited as exc:
-        answer = page(request, "error.html", status=429, title_key="error_title",
-                      problem=problem_of(exc, lang_of(request)))  # fmt: skip
-        answer.headers["Retry-After"] = str(exc.params.get("retry_after", 60))
-        return answer
+    answer = page(request, "error.html", status=429, title_key="error_title",
+                  problem=problem_of(exc, lang_of(request)))  # fmt: skip
+    answer.headers["Retry-After"] = str(exc.params.get("retry_after", 60))
+    return answer
 
 
 async def _pending(
@@ -66,8 +71,8 @@ async def _pending(
     answer instead."""
     try:
         return await pending_booking(request, reference, query_token=token or "")
-    except (NotFound, RateLimited):
-        return await _booking(request, reference, token)  # type: ignore[return-value]
+    except (NotFound, RateLimited) as exc:
+        return _refused(request, exc)
 
 
 async def _posted(
