@@ -58,9 +58,12 @@ def _refused(request: Request[Any, Any, Any], exc: NotFound | RateLimited) -> Te
         lang = lang_of(request)
         return page(request, "error.html", status=404, title_key="not_found_title",
                     message=texts.text(lang, "booking_not_found"))  # fmt: skip
-    answer = page(request, "error.html", status=429, title_key="error_title",
-                  problem=problem_of(exc, lang_of(request)))  # fmt: skip
-    answer.headers["Retry-After"] = str(exc.params.get("retry_after", 60))
+    retry = int(exc.params.get("retry_after", 60))
+    minutes = max(1, -(-retry // 60))
+    lang = lang_of(request)
+    message = texts.text(lang, "too_many_one" if minutes == 1 else "too_many", minutes=minutes)
+    answer = page(request, "error.html", status=429, title_key="too_many_title", message=message)
+    answer.headers["Retry-After"] = str(retry)
     return answer
 
 

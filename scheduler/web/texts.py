@@ -126,6 +126,11 @@ UI: dict[str, dict[str, str]] = {
         "lapsed": "Diese Buchung wurde nicht rechtzeitig bestätigt und ist verfallen (oder sie "
         "wurde abgesagt). Der Termin ist wieder frei; Sie können gern erneut buchen.",
         "confirm_title": "Buchung bestätigen",
+        "too_many_title": "Zu viele Versuche",
+        "too_many": "Von Ihrem Anschluss kamen zu viele Aufrufe mit ungültigen Links. Bitte "
+        "versuchen Sie es in {minutes} Minuten erneut.",
+        "too_many_one": "Von Ihrem Anschluss kamen zu viele Aufrufe mit ungültigen Links. Bitte "
+        "versuchen Sie es in einer Minute erneut.",
         "opt_in_waiting": "Diese Buchung wartet auf Ihre Bestätigung: Bitte folgen Sie bis "
         "{until} Uhr dem Link in der E-Mail, die wir Ihnen geschickt haben; sonst verfällt sie.",
         "check_mail": "Fast geschafft: Wir haben Ihnen eine E-Mail geschickt. Bitte bestätigen "
@@ -215,6 +220,11 @@ UI: dict[str, dict[str, str]] = {
         "lapsed": "This booking was not confirmed in time and has lapsed (or it was cancelled). "
         "The time is free again; you are welcome to book again.",
         "confirm_title": "Confirm your booking",
+        "too_many_title": "Too many attempts",
+        "too_many": "Too many requests with invalid links came from your connection. Please try "
+        "again in {minutes} minutes.",
+        "too_many_one": "Too many requests with invalid links came from your connection. Please "
+        "try again in a minute.",
         "opt_in_waiting": "This booking waits for your confirmation: please follow the link in "
         "the e-mail we sent you by {until}; otherwise it lapses.",
         "check_mail": "Almost done: we have sent you an e-mail. Please confirm the booking with "

@@ -36,6 +36,7 @@ from scheduler.jobs import make_dispatcher
 from scheduler.reminders.mailer import SmtpMailer
 from scheduler.settings import Settings
 from tests.api.test_keys import bearer, make_key
+from tests.pages import with_csrf
 from tests.reminders.smtp import HOST, SmtpServer
 from tests.serverproc import ServerProcess, minimal_env, read_cmdline, start_server
 
@@ -159,7 +160,7 @@ async def test_the_manage_page_cancellation_is_counted(
     before = await scrape(client, admin)
     page = await client.post(
         f"/buchung/{body['reference']}/absagen",
-        data={"token": body["manage_token"]},
+        data=await with_csrf(client, {"token": body["manage_token"]}),
         follow_redirects=False,
     )
     assert page.status_code == 303, page.text

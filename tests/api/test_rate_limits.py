@@ -25,6 +25,7 @@ from scheduler.booking.core import Core
 from scheduler.clock import ManualClock
 from scheduler.redisproc import RedisServer
 from scheduler.settings import Settings
+from tests.pages import with_csrf
 
 Client = AsyncTestClient[Litestar]
 DAY = "2026-11-30"
@@ -238,7 +239,9 @@ async def test_wrong_manage_tokens_block_the_address(
     assert "Zu viele Versuche" in page.text
     assert "10 Minuten" in page.text
     page_cancel = await client.post(
-        f"/buchung/{reference}/absagen", data={"token": token}, follow_redirects=False
+        f"/buchung/{reference}/absagen",
+        data=await with_csrf(client, {"token": token}),
+        follow_redirects=False,
     )
     assert page_cancel.status_code == 429
     # another address still works; an agent key from the blocked address too
@@ -260,7 +263,7 @@ async def test_wrong_manage_page_links_count_too(clients: tuple[Client, From], c
     for _ in range(3):
         page = await client.get(f"/buchung/{reference}", params={"token": "guessed"})
         assert page.status_code == 404
-        assert "nicht gefunden" in page.text
+        assert "nicht gefunden" in page.text.lower()
     blocked = await client.get(f"/buchung/{reference}", params={"token": token})
     assert blocked.status_code == 429
     assert int(blocked.headers["retry-after"]) == 600
