@@ -51,7 +51,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import aliased, selectinload
 
 from scheduler.booking import campaigns, codes, outbox, retention
 from scheduler.booking import models as m
@@ -476,17 +476,32 @@ class Waitlist:
             .with_for_update(skip_locked=True)
             .scalar_subquery()
         )
+        # the queue's order: one offer at a time per campaign. Two runs at once would otherwise
+        # claim the first and the second entry, and the second could win the one free place.
+        # The campaign row's lock makes the runs take turns; the one after sees the live claim.
+        other = aliased(W)
+        offering = (
+            select(other.id)
+            .where(
+                other.campaign_id == campaign_id,
+                other.status == S.OFFERING.value,
+                other.claim_until >= now,
+            )
+            .exists()
+        )
         async with self.core.sessions() as session, session.begin():
             taken, places = (
                 await session.execute(
-                    select(m.Campaign.taken, m.Campaign.places).where(m.Campaign.id == campaign_id)
+                    select(m.Campaign.taken, m.Campaign.places)
+                    .where(m.Campaign.id == campaign_id)
+                    .with_for_update()
                 )
             ).one()
             if taken >= places:
                 return None
             entry = await session.scalar(
                 update(W)
-                .where(W.id == first, claimable)
+                .where(W.id == first, claimable, ~offering)
                 .values(
                     status=S.OFFERING.value,
                     claim_token=token,
