@@ -16,8 +16,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import itertools
+import logging
 import random
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -120,6 +122,28 @@ class PlannedAppointment:
     start: datetime
     end: datetime
     calendar_ids: list[str]
+
+
+log = logging.getLogger(__name__)
+_LOG_EVERY = 10.0  # seconds: an outage refuses every hold, the log says so once in a while
+_logged: dict[str, tuple[float, int]] = {}  # reason: (last logged at, refused since)
+
+
+def _unavailable(operation: str, reason: str) -> ReservationUnavailable:
+    """The refusal for a Redis that failed the gate's ``operation``, logged with its reason
+    (the error's class, or "counters not built") at most once per ``_LOG_EVERY`` seconds and
+    reason, with the number refused since."""
+    at, refused = _logged.get(reason, (-_LOG_EVERY, 0))
+    now = time.monotonic()
+    if now - at < _LOG_EVERY:
+        _logged[reason] = (at, refused + 1)
+    else:
+        log.warning(
+            "reservation gate unavailable",
+            extra={"operation": operation, "reason": reason, "refused": refused + 1},
+        )
+        _logged[reason] = (now, 0)
+    return ReservationUnavailable()
 
 
 def cell_start(catalog: Catalog, location_id: str, c: CellRef) -> datetime:
@@ -365,9 +389,9 @@ class Reservations:
             result = await self._hold(keys=[keys.version, keys.hold_index], args=args)
             self._changed(visit.location_id)
         except RedisError as exc:
-            raise ReservationUnavailable() from exc
+            raise _unavailable("hold", type(exc).__name__) from exc
         if result[0] == -1:
-            raise ReservationUnavailable()
+            raise _unavailable("hold", "counters not built")
         if result[0] == 0:
             raise SlotFull()
         cells_text = result[1].decode() if isinstance(result[1], bytes) else result[1]
@@ -406,7 +430,7 @@ class Reservations:
                 ],
             )
         except RedisError as exc:
-            raise ReservationUnavailable() from exc
+            raise _unavailable("claim", type(exc).__name__) from exc
         if result[0] != 1:
             raise HoldExpired()
         cells_text = result[1].decode() if isinstance(result[1], bytes) else result[1]
@@ -445,7 +469,7 @@ class Reservations:
                 keys=[keys.version, keys.hold_index], args=[location_id, token, "held"]
             )
         except RedisError as exc:
-            raise ReservationUnavailable() from exc
+            raise _unavailable("release", type(exc).__name__) from exc
         self._changed(location_id)
         return bool(released)
 

@@ -245,7 +245,13 @@ async def test_a_rush_survives_redis_postgres_smtp_and_process_faults(rig: Rig) 
 @pytest.mark.parametrize("rig", [(4, 2)], indirect=True)
 async def test_four_api_processes_and_two_job_workers(rig: Rig) -> None:
     """Scale-out without faults: every 201 has its row, nothing over capacity, every message
-    sent exactly once (no sender dies, so no duplicate either), the counters equal SQL."""
+    sent exactly once (no sender dies, so no duplicate either), the counters equal SQL.
+
+    Six service processes, PostgreSQL and the clients share two cores: a Redis call may now
+    and then outlast its short timeout, and that hold is refused with 503 and ``Retry-After``
+    (fail fast, never wait on Redis). The clients do what a client must and try that start
+    again; the service's log must name a timeout or a connection error as the reason, never
+    counters that were not built."""
     assert len(rig.server.worker_pids()) == 4
     base = rig.server.base_url
     seen: list[tuple[int, Any]] = []
@@ -265,13 +271,26 @@ async def test_four_api_processes_and_two_job_workers(rig: Rig) -> None:
                     "citizen": {"name": f"Person {n}-{attempt}",
                                 "email": f"person{n}.{attempt}@example.org"},
                 }  # fmt: skip
-                async with session.post(f"{base}/api/v1/bookings", json=body) as response:
-                    seen.append((response.status, await response.json(content_type=None)))
+                for _ in range(5):
+                    async with session.post(f"{base}/api/v1/bookings", json=body) as response:
+                        seen.append((response.status, await response.json(content_type=None)))
+                        if response.status != 503:
+                            break
+                        await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
 
         await asyncio.gather(*(client(n) for n in range(64)))
     statuses = Counter(status for status, _ in seen)
-    assert set(statuses) <= {201, 409}, statuses
-    assert statuses[201] == 200  # every seat, none twice
+    codes = Counter(answer.get("code") for status, answer in seen if status >= 400)
+    refused = [
+        (r.get("operation"), r.get("reason"))
+        for r in rig.server.log_records()
+        if r.get("msg") == "reservation gate unavailable"
+    ]
+    assert set(statuses) <= {201, 409, 503}, (statuses, codes)
+    assert codes["reservation_unavailable"] == statuses[503], codes
+    assert all(reason != "counters not built" for _, reason in refused), refused
+    assert statuses[503] <= len(seen) // 50, (statuses, refused)  # now and then, no more
+    assert statuses[201] == 200, (statuses, codes)  # every seat, none twice
     created = {a["reference"].replace("-", "") for s, a in seen if s == 201}
     confirmed = {
         r[0] for r in await rig.sql("SELECT reference FROM bookings WHERE status = 'confirmed'")
@@ -292,3 +311,4 @@ async def test_four_api_processes_and_two_job_workers(rig: Rig) -> None:
     assert set(counts.values()) == {1}  # six senders, each message once
     stack = rig.stack
     assert await counters_match_sql(stack) == []
+    print(f"answers {dict(statuses)}; refused by the gate: {Counter(refused)}")
