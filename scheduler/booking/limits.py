@@ -24,6 +24,10 @@ canonical address: lower case, without a ``+tag`` in the local part (``trader+17
 A claim ends with its booking: cancelled or lapsed bookings give theirs back in their
 transaction (as every person claim); one whose booking is over (ended, or no-show, completed)
 is stale and is removed by the next booking that needs its ordinal (:func:`pick`).
+
+A booking first takes ordinal 1 without reading (:func:`first_claims`): most contacts have no
+other active booking, and a rush must not pay a read for the few that do; the primary key
+refuses a taken ordinal, and the booking reads and picks then.
 """
 
 from __future__ import annotations
@@ -79,6 +83,12 @@ def contact_keys(
         value = f"cp:{location.id}:{e164}"
         keys.append(ContactKey(_hash(secret, value), "phone", location.max_active_per_phone))
     return keys
+
+
+def first_claims(keys: list[ContactKey]) -> list[tuple[str, str]]:
+    """The first ordinal of every key, unread: right for a contact without another active
+    booking; the claim's primary key refuses it otherwise (then :func:`pick`)."""
+    return [(claim_service(1), k.key) for k in keys]
 
 
 async def pick(engine: AsyncEngine, keys: list[ContactKey], now: datetime) -> list[tuple[str, str]]:
