@@ -96,7 +96,7 @@ def create_app(
             await core.refresh_catalog(force=True)
             await core.start()
             if prepared:
-                await core.watch_counters()
+                await core.take_over_counters()
             else:
                 await core.materialize()
             app.state.core = core

@@ -22,12 +22,14 @@ from scheduler.booking.core import Core
 from scheduler.booking.db import make_engine, make_sessionmaker, migrate
 from scheduler.booking.models import Base
 from scheduler.booking.seed import apply_seed, load_seed_file
+from scheduler.booking.slots import materialize_all
 from scheduler.clock import ManualClock
 from scheduler.redisconn import connect
 from scheduler.redisproc import RedisServer
 from scheduler.resources import demo_seed
 from scheduler.settings import Settings
 from tests.cluster import RedisClusterProcs
+from tests.snapshots import PostgresSnapshots, SqliteTemplates, seed_key, sqlite_path
 
 PG_URL = os.environ.get("SCHEDULER_TEST_DATABASE_URL")
 # Monday 2026-11-23, 07:00 in Berlin: the fixed "now" of the tests.
@@ -123,13 +125,28 @@ async def _truncate(url: str) -> None:
     await engine.dispose()
 
 
+@pytest.fixture(scope="session")
+def sqlite_templates(tmp_path_factory: pytest.TempPathFactory) -> SqliteTemplates:
+    return SqliteTemplates(tmp_path_factory.mktemp("templates"))
+
+
+@pytest.fixture(scope="session")
+def pg_snapshots(pg_url: str | None) -> PostgresSnapshots | None:
+    return PostgresSnapshots(pg_url) if pg_url else None
+
+
 @pytest.fixture(params=BACKENDS)
-async def db_url(request: pytest.FixtureRequest, tmp_path: Path, pg_url: str | None) -> str:
+async def db_url(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    pg_url: str | None,
+    sqlite_templates: SqliteTemplates,
+) -> str:
     """An empty, migrated database of each backend."""
     if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
-        await migrate(url)
-        return url
+        path = tmp_path / "test.db"
+        await sqlite_templates.empty(path)
+        return f"sqlite+aiosqlite:///{path}"
     assert pg_url is not None
     if not _migrated.get(pg_url):
         await migrate(pg_url)
@@ -155,13 +172,18 @@ def settings(db_url: str, redis_url: str, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-async def core(settings: Settings, clock: ManualClock) -> AsyncIterator[Core]:
-    """The booking core on the demo municipality, seeded at T0, counters built."""
+async def core(
+    settings: Settings,
+    clock: ManualClock,
+    sqlite_templates: SqliteTemplates,
+    pg_snapshots: PostgresSnapshots | None,
+) -> AsyncIterator[Core]:
+    """The booking core on the demo municipality, seeded at the clock's now with its slots to
+    the horizon (built once per session, copied after: ``tests/snapshots.py``), counters
+    built."""
     engine = make_engine(settings.database_url)
     redis = connect(settings.redis_url or "")
     sessions = make_sessionmaker(engine)
-    async with sessions() as session, session.begin():
-        await apply_seed(session, load_seed_file(demo_seed()), clock.now())
     core = Core(
         engine=engine,
         sessions=sessions,
@@ -171,8 +193,21 @@ async def core(settings: Settings, clock: ManualClock) -> AsyncIterator[Core]:
         hold_seconds=settings.hold_seconds,
         horizon_days=settings.horizon_days,
     )
+
+    async def build() -> None:
+        async with sessions() as session, session.begin():
+            await apply_seed(session, load_seed_file(demo_seed()), clock.now())
+        async with sessions() as session, session.begin():
+            await materialize_all(session, clock.now(), settings.horizon_days)
+
+    key = seed_key(clock.now(), settings.horizon_days)
+    if settings.database_url.startswith("sqlite"):
+        await sqlite_templates.seeded(key, sqlite_path(settings.database_url), build)
+    else:
+        assert pg_snapshots is not None
+        await pg_snapshots.seeded(key, build)
     await core.refresh_catalog(force=True)
-    await core.materialize()
+    await core.rebuild_counters()
     # the loop its connections belong to: a synchronous test driving the core (the stateful
     # model) runs on it, whatever another test's asyncio.run() left as the current loop
     core.test_loop = asyncio.get_running_loop()  # type: ignore[attr-defined]

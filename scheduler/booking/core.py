@@ -105,10 +105,13 @@ class Core:
         async with self._counter_lock:
             # Until this rebuild is complete, the next watch_counters must rebuild again.
             self._redis_run_id = None
+            # read first: a restart during the rebuild is noticed by the next watch
+            run_id = await self.gate.run_id()
             now = self.clock.now()
             for location in self.catalog.locations.values():
                 if location_ids is not None and location.id not in location_ids:
                     continue
+                await self.gate.mark_built(location.id, None)
                 calendar_ids = [c.id for c in self.catalog.calendars_of(location.id)]
                 first, last = horizon(now, location.tz, self.horizon_days)
                 today = now.astimezone(location.tz).date()
@@ -126,8 +129,33 @@ class Core:
                         now,
                         shares,
                     )
+                await self.gate.mark_built(location.id, self._built_mark(run_id))
                 self.changes.forget(location.id)
-            self._redis_run_id = await self.gate.run_id()
+            self._redis_run_id = run_id
+
+    def _built_mark(self, run_id: str) -> str:
+        return f"{run_id} {self.catalog.version}"
+
+    async def take_over_counters(self) -> None:
+        """At the start of a process whose counters another one prepared (the parent of
+        ``serve --workers``, a worker started later): keep the counters when their last
+        complete rebuild was for this Redis run and this catalog, else rebuild them. Counters
+        are kept current by every process's writes and the periodic reconcile; rebuilding them
+        once per process start adds nothing."""
+        try:
+            run_id = await self.gate.run_id()
+            mark = self._built_mark(run_id)
+            for location_id in self.catalog.locations:
+                if await self.gate.built_for(location_id) != mark:
+                    break
+                if await self.gate.version(location_id) is None:
+                    break
+            else:
+                self._redis_run_id = run_id
+                return
+        except RedisError:
+            pass  # Redis is not there yet: the watch below and its job rebuild later
+        await self.watch_counters()
 
     async def watch_counters(self) -> None:
         """Rebuild counters when Redis restarted, lost them, or the catalog changed."""

@@ -73,6 +73,11 @@ class Keys:
         return self.base + "ep"
 
     @property
+    def built(self) -> str:
+        """For which Redis run and catalog version the counters were last rebuilt."""
+        return self.base + "built"
+
+    @property
     def hold_index(self) -> str:
         return self.base + "hx"
 

@@ -135,6 +135,16 @@ class Gate:
         split = 1 + len(wanted)
         return version, list(values[1:split]), [int(v or 0) for v in values[split:]]
 
+    async def built_for(self, location_id: str) -> str | None:
+        """The mark the last complete rebuild of the location left (:meth:`mark_built`)."""
+        value = await self.redis.get(Keys(location_id).built)
+        return value.decode() if isinstance(value, bytes) else value
+
+    async def mark_built(self, location_id: str, mark: str | None) -> None:
+        """Set the mark of a complete rebuild, or (``None``) remove it before one starts."""
+        key = Keys(location_id).built
+        await (self.redis.delete(key) if mark is None else self.redis.set(key, mark))
+
     async def version(self, location_id: str) -> int | None:
         value = await self.redis.get(Keys(location_id).version)
         return int(value) if value is not None else None

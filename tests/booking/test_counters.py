@@ -242,6 +242,62 @@ async def test_a_new_run_id_alone_triggers_a_rebuild(core: Core, redis_server: R
     assert await core.counters_version("rathaus") == rebuilt  # … and only once
 
 
+def another_process(core: Core, redis_url: str) -> Core:
+    """A second process's core on the same database and Redis."""
+    return Core(
+        engine=core.engine,
+        sessions=core.sessions,
+        redis=connect(redis_url),
+        clock=core.clock,
+        secret_key=core.secret_key,
+        horizon_days=core.horizon_days,
+    )
+
+
+async def test_a_starting_process_takes_over_counters_built_for_this_redis_and_catalog(
+    core: Core, redis_server: RedisServer
+) -> None:
+    """A worker that starts beside the others (or after the parent of ``serve --workers``
+    prepared) keeps the counters whose last complete rebuild was for this Redis run and this
+    catalog; otherwise it rebuilds them: after a failed rebuild, a catalog change or a restart."""
+    version = await core.counters_version("rathaus")
+
+    async def started() -> int | None:
+        other = another_process(core, redis_server.url)
+        try:
+            await other.refresh_catalog(force=True)
+            await other.take_over_counters()
+            await other.watch_counters()  # and its first watch has nothing to do either
+            return await other.counters_version("rathaus")
+        finally:
+            await other.redis.aclose()
+
+    assert await started() == version  # taken over, not rebuilt
+
+    await core.redis.set("sch:{rathaus}:ep", "not-a-number")  # the next reconcile fails
+    await take_seats(core)
+    with pytest.raises(RedisError):
+        await core.rebuild_counters()
+    await core.redis.delete("sch:{rathaus}:ep")
+    rebuilt = await started()  # a half-done rebuild is not taken over
+    assert rebuilt is not None
+    assert version is not None
+    assert rebuilt > version
+    await assert_counters_match_sql(core)
+
+    async with core.sessions() as session, session.begin():
+        await bump_catalog(session, core.clock.now())
+    after_change = await started()  # built for the previous catalog: rebuilt
+    assert after_change is not None
+    assert after_change > rebuilt
+    assert await started() == after_change  # and that rebuild is taken over in turn
+
+    redis_server.kill()
+    redis_server.start()
+    assert await started() is not None  # an empty Redis: built again
+    await assert_counters_match_sql(core)
+
+
 async def test_the_version_never_comes_back_after_a_restart(
     core: Core, redis_server: RedisServer
 ) -> None:
