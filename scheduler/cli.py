@@ -299,6 +299,7 @@ def cmd_worker(_: argparse.Namespace, settings: Settings) -> int:
             offer_hours=settings.offer_hours,
         )  # fmt: skip
         await core.refresh_catalog(force=True)
+        await core.take_over_counters()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

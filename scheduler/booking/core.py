@@ -153,9 +153,10 @@ class Core:
             else:
                 self._redis_run_id = run_id
                 return
-        except RedisError:
-            pass  # Redis is not there yet: the watch below and its job rebuild later
-        await self.watch_counters()
+            await self.watch_counters()
+        except RedisError as exc:
+            # holds answer 503 until the watch job rebuilds them
+            log.warning("counters not taken over", extra={"reason": type(exc).__name__})
 
     async def watch_counters(self) -> None:
         """Rebuild counters when Redis restarted, lost them, or the catalog changed."""
