@@ -298,6 +298,26 @@ async def test_a_starting_process_takes_over_counters_built_for_this_redis_and_c
     await assert_counters_match_sql(core)
 
 
+async def test_a_start_while_redis_refuses_is_not_stopped(
+    core: Core, redis_server: RedisServer
+) -> None:
+    """Taking over fails quietly when Redis refuses; the next watch rebuilds."""
+    other = another_process(core, redis_server.url)
+    await other.refresh_catalog(force=True)
+    await core.redis.execute_command("ACL", "SETUSER", "default", "-info")
+    try:
+        await other.take_over_counters()  # no error: the start goes on
+    finally:
+        await core.redis.execute_command("ACL", "SETUSER", "default", "+info")
+    version = await core.counters_version("rathaus")
+    try:
+        await other.watch_counters()
+        rebuilt = await other.counters_version("rathaus")
+    finally:
+        await other.redis.aclose()
+    assert (rebuilt or 0) > (version or 0)
+
+
 async def test_the_version_never_comes_back_after_a_restart(
     core: Core, redis_server: RedisServer
 ) -> None:
