@@ -1,7 +1,7 @@
 """Prometheus metrics: what the service counts, and the text ``GET /metrics`` answers.
 
 A leaf module (the standard library and prometheus-client only), like ``scheduler.clock``, so
-the HTTP layer and the outbox dispatcher can both count.
+the HTTP layer, the booking core and the outbox dispatcher can all count.
 
     scheduler_http_request_duration_seconds{method, route, status_class}   histogram
     scheduler_http_requests_in_progress                                    gauge
@@ -58,17 +58,17 @@ IN_PROGRESS = Gauge(
 )
 HOLDS_TAKEN = Counter(
     "scheduler_holds_taken_total",
-    "Holds taken through POST /api/v1/holds (replays of an Idempotency-Key not counted)",
+    "Holds the reservation gate gave, for a hold or a one-step booking (API and pages alike)",
 )
 HOLDS_REFUSED = Counter(
     "scheduler_holds_refused_total",
-    "Holds refused through POST /api/v1/holds, by problem code (slot_full, limit_reached, ...)",
+    "Holds the booking core refused, by problem code (slot_full, limit_reached, ...)",
     ("code",),
 )
 BOOKINGS = Counter(
     "scheduler_bookings_total",
-    "Bookings created, cancelled and rescheduled through the API and the manage page, by the "
-    "booking's channel (unknown where the answer does not name it)",
+    "Bookings created (pending ones too), confirmed after waiting (e-mail opt-in, waiting-list "
+    "offer), cancelled, lapsed and rescheduled, whichever way (API, pages, jobs), by channel",
     ("action", "channel"),
 )
 REFUSALS = Counter(
@@ -114,7 +114,7 @@ def hold_refused(code: str) -> None:
 
 
 def booking(action: str, channel: str | None) -> None:
-    """A booking ``created``, ``cancelled`` or ``rescheduled``."""
+    """A booking ``created``, ``confirmed``, ``cancelled``, ``lapsed`` or ``rescheduled``."""
     BOOKINGS.labels(action, channel if channel in CHANNELS else "unknown").inc()
 
 

@@ -34,7 +34,6 @@ from scheduler.booking import errors as e
 log = logging.getLogger("scheduler.api")
 
 PROBLEM = "application/problem+json"
-PROBLEM_CODE = "problem_code"  # the request state's key for the code of the problem answered
 TYPE_BASE = "https://scheduler.invalid/problems/"
 
 STATUS = {
@@ -653,14 +652,12 @@ def unexpected_error_response(request: Request[Any, Any, Any], exc: Exception) -
 def _counted(
     answer: Callable[[Request[Any, Any, Any], Any], Response[bytes]],
 ) -> Callable[[Request[Any, Any, Any], Any], Response[bytes]]:
-    """Count every problem answered, by code and status, and leave its code in the request's
-    state (the request middleware counts holds refused by code)."""
+    """Count every problem answered, by code and status."""
 
     def handler(request: Request[Any, Any, Any], exc: Any) -> Response[bytes]:
         response = answer(request, exc)
         if isinstance(response, Problem):
             metrics.refused(response.code, response.status_code)
-            request.scope.setdefault("state", {})[PROBLEM_CODE] = response.code  # type: ignore[typeddict-item]
         return response
 
     return handler

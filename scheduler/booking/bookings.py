@@ -21,7 +21,8 @@ import logging
 import math
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -32,6 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import selectinload
 
+from scheduler import metrics
 from scheduler.booking import campaigns, codes, limits, moves, outbox, pgfast
 from scheduler.booking import idempotency as idem
 from scheduler.booking import models as m
@@ -40,6 +42,7 @@ from scheduler.booking.catalog import CampaignInfo, Catalog
 from scheduler.booking.errors import (
     AlreadyChanged,
     CampaignFull,
+    DomainError,
     FieldError,
     Forbidden,
     HoldExpired,
@@ -344,6 +347,19 @@ def _constraint(exc: Exception) -> str:
     return "other"
 
 
+@contextmanager
+def _counting_hold() -> Iterator[None]:
+    """Count the hold made inside (``scheduler_holds_*``): taken, or refused with the domain
+    error's code. Every hold a person asks for passes here, whichever way it came (the API,
+    the pages, a one-step booking); a move's new seats count as the move."""
+    try:
+        yield
+    except DomainError as exc:
+        metrics.hold_refused(exc.code)
+        raise
+    metrics.hold_taken()
+
+
 class BookingService:
     """Booking operations over SQL and the Redis gate; HTTP-free.
 
@@ -398,13 +414,14 @@ class BookingService:
         checked). ``series``: the campaign's first dose with a second dose at ``second_start``,
         or else at the earliest start of the dose interval with room, in one hold."""
         now = self.now()
-        visit = await self.plan(
-            service_ids, start, seats, channel, now,
-            citizen=citizen, series=series, second_start=second_start,
-        )  # fmt: skip
-        hold = await self.reservations.hold(
-            visit, channel, now, self.core.hold_seconds, claimed=False
-        )
+        with _counting_hold():
+            visit = await self.plan(
+                service_ids, start, seats, channel, now,
+                citizen=citizen, series=series, second_start=second_start,
+            )  # fmt: skip
+            hold = await self.reservations.hold(
+                visit, channel, now, self.core.hold_seconds, claimed=False
+            )
         campaign = campaigns.campaign_of(self.catalog, service_ids)
         if visit.second_service_id is not None and campaign is not None and citizen is not None:
             # one live series hold per person: a new one replaces the previous (no hoarding)
@@ -588,13 +605,14 @@ class BookingService:
         if key is not None and (replay := await self._replay(key)) is not None:
             return None, replay
         now = self.now()
-        visit = await self.plan(
-            service_ids, start, seats, request.channel, now,
-            citizen=request.citizen, series=series, second_start=second_start,
-        )  # fmt: skip
-        hold = await self.reservations.hold(
-            visit, request.channel, now, self.core.hold_seconds, claimed=True
-        )
+        with _counting_hold():
+            visit = await self.plan(
+                service_ids, start, seats, request.channel, now,
+                citizen=request.citizen, series=series, second_start=second_start,
+            )  # fmt: skip
+            hold = await self.reservations.hold(
+                visit, request.channel, now, self.core.hold_seconds, claimed=True
+            )
         return await self._commit_new(hold, request, actor, key, render)
 
     def _held_services(self, hold: Hold) -> list[str]:
@@ -669,6 +687,7 @@ class BookingService:
             await self.reservations.unclaim(hold)
             raise
         await self.reservations.confirm(hold, self.now())
+        metrics.booking("created", request.channel)
         return view, None
 
     async def _insert_booking(
@@ -1054,6 +1073,7 @@ class BookingService:
                 await outbox.on_cancel(session, booking_id, now, self.host)
         online = booking.channel == m.Channel.ONLINE.value
         await self.reservations.free(booking.location_id, freed, online=online)
+        metrics.booking("lapsed" if lapse else "cancelled", booking.channel)
         return booking
 
     async def _end_offer(
@@ -1114,6 +1134,7 @@ class BookingService:
             booking.updated_at = now
             await session.execute(outbox.INSERT, self.confirmation_messages(booking, now))
             await self._audit(session, actor, "booking.opt_in", booking_id, now)
+        metrics.booking("confirmed", booking.channel)
         return booking
 
     def confirmation_messages(self, booking: m.Booking, now: datetime) -> list[dict[str, Any]]:
@@ -1323,6 +1344,7 @@ class BookingService:
         # when the hold was online (moved by an agent: not, until the next reconcile)
         online = booking.channel == m.Channel.ONLINE.value
         await self.reservations.free(booking.location_id, freed, online=online)
+        metrics.booking("rescheduled", booking.channel)
         return booking
 
     async def _move(

@@ -53,6 +53,7 @@ from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased, selectinload
 
+from scheduler import metrics
 from scheduler.booking import campaigns, codes, outbox, retention
 from scheduler.booking import models as m
 from scheduler.booking.bookings import (
@@ -645,6 +646,7 @@ class Waitlist:
                     request_id=actor.request_id, details={"entry": entry.id},
                 )
             )  # fmt: skip
+        metrics.booking("confirmed", booking.channel)
         return booking
 
     async def callbacks(self) -> list[Callback]:
