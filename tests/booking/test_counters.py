@@ -298,6 +298,30 @@ async def test_a_starting_process_takes_over_counters_built_for_this_redis_and_c
     await assert_counters_match_sql(core)
 
 
+async def test_counters_restored_from_an_old_snapshot_are_not_taken_over(
+    core: Core, redis_server: RedisServer
+) -> None:
+    """A Redis restarted from an old snapshot (RDB or AOF) brings back counters that SQL has
+    moved past, with the mark of their rebuild: a new run id, so a starting process rebuilds."""
+    snapshot = {
+        key: (await core.redis.dump(key), await core.redis.pttl(key))
+        for key in await core.redis.keys("sch:*")
+    }
+    assert "sch:{rathaus}:built" in {k.decode() for k in snapshot}
+    await take_seats(core)  # SQL moves on after the snapshot
+    redis_server.kill()
+    redis_server.start()
+    for key, (value, ttl) in snapshot.items():
+        await core.redis.restore(key, max(ttl, 0), value)
+    other = another_process(core, redis_server.url)
+    try:
+        await other.refresh_catalog(force=True)
+        await other.take_over_counters()
+    finally:
+        await other.redis.aclose()
+    await assert_counters_match_sql(core)
+
+
 async def test_a_start_while_redis_refuses_is_not_stopped(
     core: Core, redis_server: RedisServer
 ) -> None:

@@ -4,8 +4,10 @@
 While 40 clients book (one ``POST /bookings`` per attempt, each with an e-mail address, so every
 booking owes a confirmation), the test injects real faults: every database connection of the
 service is terminated (``pg_terminate_backend``, twice), redis-server gets SIGKILL and comes back
-empty, the SMTP server stops for a while, an API worker process and the job worker get SIGKILL
-(uvicorn starts a new API worker; a new job worker is started).
+from a snapshot taken 1.5 s before (stale holds and counters, as after a restart from an RDB
+file), then gets SIGKILL again and comes back empty, the SMTP server stops for a while, an API
+worker process and the job worker get SIGKILL (uvicorn starts a new API worker; a new job worker
+is started).
 
 Afterwards: no slot over capacity, every 201 the clients saw has its confirmed row, every answer
 was a booking or a clear refusal (409, 503) or a cut connection, every message owed is sent with
@@ -32,6 +34,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from scheduler.redisconn import connect
 from scheduler.redisproc import RedisServer
 from tests.booking.test_races import counters_match_sql, over_capacity
 from tests.cluster import RedisClusterProcs
@@ -156,6 +159,19 @@ async def test_a_rush_survives_redis_postgres_smtp_and_process_faults(rig: Rig) 
             await asyncio.sleep(1.5)
             faults.append(f"pg_terminate_backend: {await rig.terminate_connections()}")
             await asyncio.sleep(1.5)
+            if isinstance(rig.redis, RedisServer):
+                saved = connect(rig.redis.url)
+                await saved.save()  # dump.rdb in its folder, loaded by the next start
+                await saved.aclose()
+                faults.append("redis-server SAVE")
+                await asyncio.sleep(1.5)
+                rig.redis.kill(signal.SIGKILL)
+                faults.append("redis-server SIGKILL")
+                await asyncio.sleep(1.0)
+                rig.redis.start()
+                faults.append("redis-server restarted from the 1.5 s old snapshot")
+                await asyncio.sleep(1.5)
+                (rig.redis.folder / "dump.rdb").unlink()
             rig.redis.kill(signal.SIGKILL)
             faults.append("redis-server SIGKILL")
             await asyncio.sleep(1.0)
