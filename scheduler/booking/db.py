@@ -18,13 +18,18 @@ from scheduler.resources import migrations_dir
 
 
 def make_engine(url: str, *, pool_size: int = 16, echo: bool = False) -> AsyncEngine:
+    """An engine whose errors never carry a statement's parameters (names, addresses, birth
+    dates), should one reach a log."""
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
+        engine = create_async_engine(
+            url, echo=echo, hide_parameters=True, connect_args={"timeout": 30}
+        )
         _sqlite_pragmas(engine.sync_engine)
         return engine
     return create_async_engine(
         url,
         echo=echo,
+        hide_parameters=True,
         pool_size=pool_size,
         max_overflow=0,  # a fixed pool: no connect/close churn (and re-preparing) under load
         pool_timeout=10,

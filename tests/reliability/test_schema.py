@@ -294,6 +294,9 @@ async def test_schemathesis(settings: Settings, clock: ManualClock, core: Core) 
     problems = sorted(set(keyed.errors + citizens.errors + keyed.failures + citizens.failures))
     assert not problems, f"{len(problems)} failures\n{report}\n\n" + "\n\n".join(problems[:40])
     assert keyed.total + citizens.total >= MIN_CASES, report
+    # the stateful phase followed the document's links in both runs
+    assert keyed.cases["stateful"] > 100, report
+    assert citizens.cases["stateful"] > 50, report
     # the keys got past the guards: every kind of success, and few refusals by role
     assert {200, 201, 204} <= set(keyed.statuses), report
     assert keyed.statuses[401] + keyed.statuses[403] < keyed.total // 20, report
