@@ -323,7 +323,9 @@ class ManagePages(Controller):
         start = parse_moment("start", forms.field(form, "start", 40))
         lang = lang_of(request)
         try:
-            await bookings_of(request).move(booking.id, actor_of(request), booking.channel,
+            # the citizen moves online (the times this page lists), whoever booked first: a
+            # phone booking must not draw on the hotline's share (as the API's reschedule)
+            await bookings_of(request).move(booking.id, actor_of(request), "online",
                                             start=start)  # fmt: skip
         except SlotFull:
             free = await slots.times_after(core, service, start - timedelta(seconds=1))

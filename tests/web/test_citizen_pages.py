@@ -16,6 +16,9 @@ from sqlalchemy import func, select
 from scheduler.booking import models as m
 from scheduler.booking.core import Core
 from scheduler.clock import ManualClock
+from tests.api.test_keys import make_key
+from tests.booking.test_contingents import ELDER, MONDAY, budgets, local
+from tests.pages import with_csrf
 
 Client = AsyncTestClient[Litestar]
 DAY = "2026-11-30"
@@ -306,3 +309,37 @@ async def test_an_opt_in_booking_waits_for_the_e_mails_link(client: Client, core
     assert "Ihr Termin ist bestätigt" in after.text
     async with core.sessions() as session:
         assert (await session.scalars(select(m.Booking.status))).one() == "confirmed"
+
+
+async def test_a_citizen_moves_a_phone_booking_within_the_online_share(
+    client: Client, core: Core
+) -> None:
+    """The manage page moves a booking online, whoever made it: a series the hotline booked
+    cannot take the hotline's seats of a day whose online share is used up."""
+    agent = {"Authorization": f"Bearer {await make_key(core, 'agent')}"}
+    caller = {"name": "Karl Alt", "birth_date": "1939-05-05", "postcode": "39517",
+              "phone": "+49 3935 1111"}  # fmt: skip
+    booked = await client.post(
+        "/api/v1/bookings",
+        json={"service_id": "impfung-erstimpfung", "series": True, "citizen": caller,
+              "start": local(MONDAY, 8).isoformat()},
+        headers=agent,
+    )  # fmt: skip
+    assert booked.status_code == 201, booked.text
+    reference, token = booked.json()["reference"], booked.json()["manage_token"]
+    starts = [local(MONDAY, 8, 10) + timedelta(minutes=10 * n) for n in range(23)]
+    starts += [local(MONDAY, 12, 30) + timedelta(minutes=10 * n) for n in range(33)]
+    for start in starts[:44]:  # the day's online share, all of it
+        await core.bookings.hold(["impfung-erstimpfung"], start, 1, "online", citizen=ELDER)
+    assert set((await budgets(core, ["impflinie-1", "impflinie-2"], MONDAY)).values()) == {0}
+
+    target = local(MONDAY, 17).isoformat()  # seats free, but only the hotline's
+    moved = await client.post(
+        f"/buchung/{reference}/verschieben",
+        data=await with_csrf(client, {"token": token, "start": target}),
+        follow_redirects=False,
+    )
+    assert moved.status_code == 409, moved.text
+    assert "gerade vergeben worden" in moved.text
+    after = await client.get(f"/api/v1/bookings/{reference}", headers=agent)
+    assert after.json()["start"] == local(MONDAY, 8).isoformat()
