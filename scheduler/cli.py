@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
+import msgspec
+
 from scheduler.booking import apikeys
 from scheduler.booking.errors import DomainError, FieldError, NotFound, ValidationFailed
 from scheduler.booking.seed import SeedError, apply_seed, load_seed_file
@@ -70,6 +72,19 @@ async def _prepare(settings: Settings, redis_url: str, seed_file: Path | None) -
         await engine.dispose()
 
 
+BASE_URL_ENV = "SCHEDULER_BASE_URL"
+
+
+def listening_url(host: str, port: int) -> str:
+    """The URL of a server on ``host:port``, as links in messages name it when
+    ``SCHEDULER_BASE_URL`` is not set (a wildcard address names the loopback one)."""
+    if host in ("", "0.0.0.0"):  # noqa: S104 - compared, not bound
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     # Metrics: one process keeps its own; with several workers each writes its values to files
     # in a fresh private folder, which /metrics of any worker adds up. prometheus-client picks
@@ -83,6 +98,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from scheduler.redisproc import RedisServer
 
     settings = settings.with_secret()
+    if BASE_URL_ENV not in os.environ:
+        # links in messages and pages point where this server listens (the workers read it)
+        os.environ[BASE_URL_ENV] = listening_url(args.host, args.port)
+        settings = msgspec.structs.replace(settings, base_url=os.environ[BASE_URL_ENV])
     # uvicorn re-raises the signal that stopped it once it has shut down; SIGTERM's default
     # action would then end this process before the ``finally`` below stops the private Redis
     # (left running, orphaned). Treat SIGTERM as SIGINT, which uvicorn.run() catches.

@@ -190,8 +190,25 @@ class ServerProcess:
 
     def get(self, path: str, timeout: float = 10.0) -> tuple[int, dict[str, str], bytes]:
         """GET ``path``: status, headers (lower-case names) and body; HTTP errors are answers."""
+        return self._call(urllib.request.Request(self.url(path)), timeout)
+
+    def post(
+        self, path: str, body: Any, timeout: float = 10.0
+    ) -> tuple[int, dict[str, str], bytes]:
+        """POST ``body`` as JSON to ``path``, answered as :meth:`get`."""
+        request = urllib.request.Request(
+            self.url(path),
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        return self._call(request, timeout)
+
+    def _call(
+        self, request: urllib.request.Request, timeout: float
+    ) -> tuple[int, dict[str, str], bytes]:
         try:
-            with urllib.request.urlopen(self.url(path), timeout=timeout) as response:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
                 headers = {k.lower(): v for k, v in response.headers.items()}
                 return response.status, headers, response.read()
         except urllib.error.HTTPError as exc:

@@ -4,6 +4,8 @@ clean stop on a signal, several workers on PostgreSQL, and logs without query st
 from __future__ import annotations
 
 import asyncio
+import email
+import email.policy
 import json
 import os
 import signal
@@ -73,6 +75,22 @@ def test_demo_from_an_empty_folder_and_a_clean_stop(tmp_path: Path) -> None:
         assert "hund-anmelden" in [s["id"] for s in json.loads(body)]
 
         check_slots(server)
+        # links name the port it listens on (no SCHEDULER_BASE_URL is set)
+        start = json.loads(server.get(slots_path())[2])[0]["start"]
+        status, _, body = server.post(
+            "/api/v1/bookings",
+            {"service_id": "hund-anmelden", "start": start,
+             "citizen": {"name": "Erika Mustermann", "email": "erika@example.org"}},
+        )  # fmt: skip
+        assert status == 201, body
+        deadline = time.monotonic() + 30
+        while not list((work / "mail").rglob("*.eml")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        (mail,) = (work / "mail").rglob("*.eml")
+        message = email.message_from_bytes(mail.read_bytes(), policy=email.policy.default)
+        text = message.get_body(("plain",))
+        assert text is not None
+        assert f"http://127.0.0.1:{server.port}/buchung/" in text.get_content()
 
         status, headers, body = server.get("/schema/openapi.json")
         assert status == 200
