@@ -278,23 +278,27 @@ class AgentPages(s.AreaPages):
         services = phone_services(core)
         chosen = phone_service(core, service_id) if service_id else None
         now = core.clock.now()
-        after = now
-        day: date | None = None
-        if after_day:
-            day = forms.parse_day("ab", after_day)
-            if chosen is not None:
-                tz = core.catalog.locations[chosen.location_id].tz
-                after = max(now, datetime.combine(day, datetime.min.time(), tz))
+        day = forms.parse_day("ab", after_day) if after_day else None
+
+        def after(service: ServiceInfo) -> datetime:
+            """From the chosen day on (local midnight at the service's location), not before now."""
+            if day is None:
+                return now
+            tz = core.catalog.locations[service.location_id].tz
+            return max(now, datetime.combine(day, datetime.min.time(), tz))
+
         if chosen is not None:
             found = await hotline.next_slots(
-                core, service_ids=[chosen.id], location_id=None, after=after, limit=NEXT_SHOWN
-            )
+                core, service_ids=[chosen.id], location_id=None, after=after(chosen),
+                limit=NEXT_SHOWN,
+            )  # fmt: skip
         else:
             found = []
             for service in services:
                 found += await hotline.next_slots(
-                    core, service_ids=[service.id], location_id=None, after=now, limit=1
-                )
+                    core, service_ids=[service.id], location_id=None, after=after(service),
+                    limit=1,
+                )  # fmt: skip
         rows = [
             {
                 "service_id": slot.service_id,

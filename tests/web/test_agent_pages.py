@@ -250,6 +250,11 @@ async def test_next_free_times_of_every_service(web: Client, agent: tuple[str, s
     starts = re.findall(r'name="start" value="([^"]+)"', html)
     assert starts[0] == "2026-11-30T08:00:00+01:00"
     assert len(starts) == 10
+    # every service from a day on: each one's first time on or after it
+    every = await web.get("/agent", params={"ab": "2026-11-30"})
+    starts = re.findall(r'name="start" value="([^"]+)"', main(every.text))
+    assert len(starts) >= 8
+    assert min(starts)[:10] == "2026-11-30"
     english = await web.get("/agent?lang=en")
     assert "Next free times of every service" in english.text
     assert '<html lang="en">' in english.text
