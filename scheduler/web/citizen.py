@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from litestar import Controller, Request, Response, get, post
 from litestar.params import PathParameter, QueryParameter
@@ -35,6 +35,7 @@ from scheduler.booking.errors import (
 )
 from scheduler.web import forms, slots, texts
 from scheduler.web.render import lang_of, page, see_other
+from scheduler.web.session import back_to
 
 Slug = Annotated[str, PathParameter(max_length=64)]
 
@@ -230,8 +231,10 @@ class CitizenPages(Controller):
                 held_until = datetime.fromisoformat(until).astimezone(tz)
             except ValueError:
                 held_until = None
+        shown = {"start": local.isoformat(), "reservierung": hold_id or "", "bis": until or ""}
         return page(
             request, "details.html", status=status, title_key="your_details", service=service,
+            switch_to=f"/termine/{quote(service.id)}/angaben?{urlencode(shown)}",
             name=service.display_name(lang_of(request)), start=local,
             end=local + timedelta(minutes=service.duration_minutes), hold_id=hold_id,
             until=until or "", held_until=held_until, series=is_series(core, service),
@@ -285,6 +288,16 @@ class CitizenPages(Controller):
         assert view is not None
         token = bookings.token_for(view)
         return see_other(f"/buchung/{quote(view.reference)}", token=token, neu="1")
+
+    @get(
+        ["/termine/{service_id:str}/reservieren", "/termine/{service_id:str}/freigeben"],
+        name="form_again",
+    )
+    async def form_again(self, request: Request[Any, Any, Any], service_id: Slug) -> Response[Any]:
+        """A form's path asked for by GET (the language switch of its answer): the days."""
+        return back_to(
+            request, f"/termine/{quote(online_service(core_of(request), service_id).id)}"
+        )
 
     @post("/termine/{service_id:str}/freigeben", name="release", status_code=303)
     async def release(self, request: Request[Any, Any, Any], service_id: Slug) -> Response[Any]:

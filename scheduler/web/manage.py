@@ -166,8 +166,10 @@ class ManagePages(Controller):
             if booking.status == m.BookingStatus.PENDING.value and booking.pending_until
             else None
         )
+        shown = f"/buchung/{reference}/bestaetigen" if confirm_only else f"/buchung/{reference}"
         return page(
             request, "manage.html", status=status, title_key=title_key, booking=booking,
+            switch_to=f"{shown}?{keep}",
             code=codes.format_reference(booking.reference), visits=visits, location=location,
             token=token, keep=keep, new=new, problem=problem,
             ics=f"/api/v1/bookings/{reference}/calendar.ics?{keep}",
@@ -306,6 +308,7 @@ class ManagePages(Controller):
         base = f"/buchung/{quote(booking.reference)}/verschieben"
         return page(
             request, "times.html", status=status, title_key="move", service=service, day=day,
+            switch_to=f"{base}/tag/{day.isoformat()}?{keep}" if day else f"{base}?{keep}",
             times=free, base=base, keep=keep, action=base, hidden={"token": token},
             problem=problem,
         )  # fmt: skip

@@ -6,7 +6,7 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from litestar import Request, Response
@@ -44,12 +44,21 @@ def lang_of(request: Request[Any, Any, Any]) -> str:
     return kept if kept in texts.LANGUAGES else "de"
 
 
-def switch_url(request: Request[Any, Any, Any], lang: str) -> str:
-    """This page in the other language (its other query parameters kept)."""
+def switch_url(request: Request[Any, Any, Any], lang: str, to: str | None = None) -> str:
+    """This page in the other language: a page got by GET with its other query parameters
+    kept; a form's answer (a POST) by ``to``, the GET of what it shows, else by the form's
+    path, whose GET leads back to where the form was."""
     other = "en" if lang == "de" else "de"
-    query = {k: v for k, v in request.query_params.items() if k != "lang"}
+    if to is not None:
+        path, _, query_text = to.partition("?")
+        query = dict(parse_qsl(query_text))
+    elif request.method == "GET":
+        path = request.url.path
+        query = {k: v for k, v in request.query_params.items() if k != "lang"}
+    else:
+        path, query = request.url.path, {}
     query["lang"] = other
-    return f"{request.url.path}?{urlencode(query)}"
+    return f"{path}?{urlencode(query)}"
 
 
 def page(
@@ -60,6 +69,7 @@ def page(
     status: int = 200,
     title_key: str | None = None,
     title: str | None = None,
+    switch_to: str | None = None,
     **context: Any,
 ) -> Template:
     lang = lang_of(request)
@@ -71,7 +81,7 @@ def page(
             "lang": lang,
             "t": t,
             "title": heading,
-            "switch_url": switch_url(request, lang),
+            "switch_url": switch_url(request, lang, switch_to),
             "status_text": texts.STATUS[lang],
             **context,
         },

@@ -77,6 +77,8 @@ PAGES: dict[tuple[str, str], str] = {
     ("GET", "/termine/{service_id:str}"): "page",
     ("GET", "/termine/{service_id:str}/tag/{day:str}"): "page",
     ("POST", "/termine/{service_id:str}/reservieren"): "page",
+    ("GET", "/termine/{service_id:str}/reservieren"): "page",  # back to the days (a switch)
+    ("GET", "/termine/{service_id:str}/freigeben"): "page",
     ("GET", "/termine/{service_id:str}/angaben"): "page",
     ("POST", "/termine/{service_id:str}/angaben"): "page",
     ("POST", "/termine/{service_id:str}/freigeben"): "page",  # the hold id is the secret

@@ -343,3 +343,54 @@ async def test_a_citizen_moves_a_phone_booking_within_the_online_share(
     assert "gerade vergeben worden" in moved.text
     after = await client.get(f"/api/v1/bookings/{reference}", headers=agent)
     assert after.json()["start"] == local(MONDAY, 8).isoformat()
+
+
+async def switched(client: Client, html: str) -> str:
+    """Follow a page's language switch: the page in the other language."""
+    found = re.search(r'<a class="lang" href="([^"]+)"', html)
+    assert found, "no language switch"
+    link = found.group(1).replace("&amp;", "&")
+    other = parse_qs(urlsplit(link).query)["lang"][0]
+    response = await client.get(link)
+    assert response.status_code == 200, (link, response.status_code, response.text[:300])
+    assert f'<html lang="{other}">' in response.text
+    return response.text
+
+
+async def test_the_language_switch_of_a_forms_answer_is_a_page(client: Client) -> None:
+    """A page that answers a form (a lost race, mistakes in the details, a move to a taken
+    time) switches its language by GET to the page that shows the same: never a 405 or 400."""
+    taken = await client.get(f"/termine/hund-anmelden/tag/{DAY}")
+    token = csrf(taken.text)
+    for _ in range(await free(client)):
+        await client.post("/api/v1/holds", json={"service_id": "hund-anmelden", "start": START})
+    lost = await client.post(
+        "/termine/hund-anmelden/reservieren", data={"_csrf_token": token, "start": START}
+    )
+    assert lost.status_code == 409
+    assert "Choose a day" in await switched(client, lost.text)  # back to the days
+
+    held = await hold_on_page(client, "2026-11-30T10:00:00+01:00")
+    query = parse_qs(urlsplit(held.headers["location"]).query)
+    form = await client.get(held.headers["location"])
+    wrong = await client.post(
+        "/termine/hund-anmelden/angaben",
+        data={"_csrf_token": csrf(form.text), "start": query["start"][0],
+              "reservierung": query["reservierung"][0], "bis": query["bis"][0],
+              "citizen.name": ""},
+    )  # fmt: skip
+    assert wrong.status_code == 422
+    assert query["reservierung"][0] in await switched(client, wrong.text)  # still held
+
+    booked = await client.post(
+        "/api/v1/bookings",
+        json={"service_id": "hund-anmelden", "start": "2026-11-30T11:00:00+01:00",
+              "citizen": {"name": "Erika Mustermann", "email": "erika@example.org"}},
+    )  # fmt: skip
+    reference, manage = booked.json()["reference"], booked.json()["manage_token"]
+    moved = await client.post(
+        f"/buchung/{reference}/verschieben",
+        data=await with_csrf(client, {"token": manage, "start": START}),
+    )
+    assert moved.status_code == 409
+    await switched(client, moved.text)
