@@ -29,7 +29,6 @@ from scheduler.api.health import health
 from scheduler.api.keys import KeysController
 from scheduler.api.metrics import prometheus_metrics
 from scheduler.api.middleware import request_log_middleware
-from scheduler.api.problems import EXCEPTION_HANDLERS
 from scheduler.api.staff import AgendaController, AttendanceController
 from scheduler.api.stats import StatsController
 from scheduler.api.waitlist import WaitlistController
@@ -44,7 +43,7 @@ from scheduler.redisconn import connect
 from scheduler.redisproc import RedisServer
 from scheduler.settings import Settings
 from scheduler.web.render import template_config
-from scheduler.web.routes import static_router, web_router
+from scheduler.web.routes import app_exception_handlers, static_router, web_router
 
 log = logging.getLogger("scheduler.app")
 
@@ -156,7 +155,7 @@ def create_app(
         ],
         template_config=template_config(),
         lifespan=[lifespan],
-        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        exception_handlers=app_exception_handlers(),
         middleware=[request_log_middleware],
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(

@@ -16,6 +16,8 @@ from litestar.middleware.base import DefineMiddleware
 from litestar.middleware.csrf import CSRFMiddleware
 from litestar.static_files import create_static_files_router
 
+from scheduler import metrics
+from scheduler.api.problems import EXCEPTION_HANDLERS as API_HANDLERS
 from scheduler.api.problems import STATUS, connection_lost
 from scheduler.booking import errors as e
 from scheduler.settings import Settings
@@ -88,6 +90,24 @@ EXCEPTION_HANDLERS = {
     HTTPException: _http_error,
     Exception: _unexpected,
 }
+
+API_PATHS = ("/api/", "/schema", "/health", "/metrics")
+NO_ROUTE_CODES = {404: "not_found", 405: "method_not_allowed"}
+
+
+def _app_http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    """An HTTP error before any router's own handlers, chiefly a path or method no route has:
+    a problem (JSON) on the API's paths, a page on every other path (a browser's)."""
+    if request.url.path.startswith(API_PATHS):
+        return API_HANDLERS[HTTPException](request, exc)
+    answer = _http_error(request, exc)
+    metrics.refused(NO_ROUTE_CODES.get(answer.status_code, "bad_request"), answer.status_code)
+    return answer
+
+
+def app_exception_handlers() -> dict[type[Exception], Any]:
+    """The app's handlers: the API's problems, but a page for a browser's path no route has."""
+    return {**API_HANDLERS, HTTPException: _app_http_error}
 
 
 def web_router(settings: Settings) -> Router:

@@ -251,11 +251,22 @@ async def test_unknown_things_are_pages_not_errors(client: Client) -> None:
         "/termine/hund-anmelden/tag/2026-13-45",
         "/termine/hund-anmelden?ab=gestern",
         "/termine/hund-anmelden/angaben?start=morgen",
+        "/gibtsnicht",  # no route at all: a page too, outside the API
+        "/agent/gibtsnicht",
+        "/static/nichts.css",
     ):
         response = await client.get(path)
         assert 400 <= response.status_code < 500, (path, response.status_code)
         assert response.headers["content-type"].startswith("text/html"), path
         assert "<h1>" in response.text
+    # the API's paths answer problems, as before
+    for path in ("/api/v1/gibtsnicht", "/api/gibtsnicht"):
+        response = await client.get(path)
+        assert response.status_code == 404
+        assert response.headers["content-type"] == "application/problem+json", path
+    wrong_method = await client.delete("/")
+    assert wrong_method.status_code == 405
+    assert wrong_method.headers["content-type"].startswith("text/html")
 
 
 async def test_an_opt_in_booking_waits_for_the_e_mails_link(client: Client, core: Core) -> None:
