@@ -405,3 +405,18 @@ async def test_the_language_switch_of_a_forms_answer_is_a_page(client: Client) -
     )
     assert moved.status_code == 409
     await switched(client, moved.text)
+
+
+async def test_a_persons_series_tries_are_limited_as_in_the_api(client: Client) -> None:
+    """The campaign's form books in one step; its tries count per person (10 in 10 minutes),
+    not only per address (30 a minute), as the API's holds do."""
+    times = await client.get("/termine/impfung-erstimpfung/tag/2026-11-30")
+    start = re.findall(r'name="start" value="([^"]+)"', times.text)[0]
+    fields = {"_csrf_token": csrf(times.text), "start": start, "citizen.name": "Erna Alt",
+              "citizen.phone": "03935 1234", "citizen.birth_date": "01.01.1990",
+              "citizen.postcode": "39517"}  # fmt: skip
+    answers = [
+        (await client.post("/termine/impfung-erstimpfung/angaben", data=fields)).status_code
+        for _ in range(11)
+    ]
+    assert answers == [403] * 10 + [429]  # too young, ten times; then too many tries
