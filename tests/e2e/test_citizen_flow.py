@@ -76,7 +76,10 @@ def test_citizen_books_and_cancels_by_keyboard(page: Page, live_server: LiveServ
     assert re.fullmatch(r"[A-Z0-9]{4}-[A-Z0-9]{4}", code)
     expect(page.locator("a[download]")).to_have_attribute("href", re.compile(r"calendar\.ics"))
     assert page.url.startswith(live_server.url("/buchung/"))
-    assert start  # the time chosen is the booking's
+    # the time chosen is the booking's: its day and its time of day
+    when = page.locator("main dd", has_text=re.compile(r"\d{2}:\d{2}–\d{2}:\d{2}")).first
+    expect(when).to_contain_text(f"{int(start[8:10])}. ")
+    expect(when).to_contain_text(f"{start[11:16]}–")
     axe_check(page)
     screenshot(page, "citizen-5-confirmation")
 
@@ -145,7 +148,7 @@ def test_pages_in_english(desktop_page: Page, live_server: LiveServer) -> None:
     page.get_by_role("link", name="Switch to English").click()
     expect(page.locator("h1")).to_have_text("Book an appointment")
     expect(page.locator("html")).to_have_attribute("lang", "en")
-    page.get_by_role("link", name=re.compile("Register a dog|Hund anmelden")).click()
+    page.get_by_role("link", name="Register a dog", exact=True).click()
     expect(page.locator("h2").first).to_have_text("Choose a day")
     axe_check(page)
 
