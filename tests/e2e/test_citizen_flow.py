@@ -179,7 +179,29 @@ def test_error_pages_are_pages_too(page: Page, live_server: LiveServer) -> None:
         ("/buchung/AAAA-BBBB?token=falsch", "Nicht gefunden"),
         ("/termine/katze", "Nicht gefunden"),
         ("/termine/hund-anmelden/tag/2026-13-45", "Das hat nicht geklappt"),
+        ("/gibtsnicht", "Nicht gefunden"),  # no route at all
+        ("/agent/gibtsnicht", "Nicht gefunden"),
+        ("/staff/gibtsnicht", "Nicht gefunden"),
+        ("/gibtsnicht?lang=en", "Not found"),
     ):
         page.goto(live_server.url(path))
         expect(page.locator("h1")).to_have_text(heading)
         axe_check(page)
+
+
+def test_the_campaign_form_in_english(page: Page, live_server: LiveServer) -> None:
+    """The first dose's form (birth date and postcode asked for, both doses booked together)
+    and its mistakes, in English: accessible as the German pages."""
+    page.goto(live_server.url("/termine/impfung-erstimpfung?lang=en"))
+    page.locator("ul.choices a").first.click()
+    page.locator("ul.times button").first.click()
+    expect(page.locator("#citizen-birth_date")).to_be_visible()
+    expect(page.locator("html")).to_have_attribute("lang", "en")
+    axe_check(page)
+    page.locator("#citizen-name").fill("Erna Alt")
+    page.locator("#citizen-phone").fill("03935 1234")
+    page.locator("#citizen-birth_date").fill("01.01.1990")
+    page.locator("#citizen-postcode").fill("39517")
+    page.locator("button.primary").click()
+    expect(page.locator(".problem")).to_be_visible()
+    axe_check(page)
