@@ -60,7 +60,11 @@ def _cluster_capable() -> bool:
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not _cluster_capable(), reason="needs redis-server and redis-cli 7+"),
+    # in CI (CI=true) a machine without them fails these tests instead of skipping them
+    pytest.mark.skipif(
+        not _cluster_capable() and os.environ.get("CI") != "true",
+        reason="needs redis-server and redis-cli 7+",
+    ),
 ]
 
 ROOT = Path(__file__).resolve().parents[2]
