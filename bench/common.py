@@ -21,6 +21,15 @@ from pathlib import Path
 import aiohttp
 
 
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    # a bench stopped with SIGTERM (``timeout``, a CI runner) unwinds like Ctrl-C, so its
+    # ``finally`` blocks stop the servers it started in sessions of their own
+    raise SystemExit(128 + signum)
+
+
+signal.signal(signal.SIGTERM, _exit_on_sigterm)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
