@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
@@ -36,7 +38,7 @@ from scheduler.redisproc import RedisServer
 from scheduler.resources import demo_seed
 from tests.conftest import PG_URL, SECRET
 from tests.reminders.smtp import SmtpServer
-from tests.serverproc import descendants, gone_within, is_running, minimal_env
+from tests.serverproc import descendants, free_port, gone_within, is_running, minimal_env
 
 pytestmark = pytest.mark.slow
 
@@ -136,12 +138,13 @@ class Stack:
             }
         )
 
-    def start_worker(self, offset: int = 0) -> Worker:
+    def start_worker(self, offset: int = 0, metrics_port: int | None = None) -> Worker:
         name = f"worker-{len(self.workers)}"
+        metrics = ["--metrics-port", str(metrics_port)] if metrics_port is not None else []
         stderr_path = self.folder / f"{name}.stderr"
         with (self.folder / f"{name}.stdout").open("wb") as out, stderr_path.open("wb") as err:
             process = subprocess.Popen(
-                [sys.executable, "-m", "scheduler.cli", "worker"],
+                [sys.executable, "-m", "scheduler.cli", "worker", *metrics],
                 cwd=self.folder,
                 env=self.env(offset),
                 stdin=subprocess.DEVNULL,
@@ -330,6 +333,11 @@ async def stack(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
             await asyncio.to_thread(_admin, f"DROP DATABASE IF EXISTS {pg_name} WITH (FORCE)")
 
 
+def scrape(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return str(response.read().decode())
+
+
 # -- the tests ----------------------------------------------------------------------------------
 
 
@@ -340,7 +348,8 @@ async def test_two_workers_send_1000_messages_each_exactly_once(stack: Stack) ->
     # done in a millisecond or two each): the two workers claim batches often and at the same
     # moments, which is where a claim that is not exclusive would hand rows to both.
     ids = await stack.insert_due(MESSAGES, phone_only=PHONE_ONLY)
-    first, second = stack.start_worker(), stack.start_worker()
+    port = free_port()
+    first, second = stack.start_worker(metrics_port=port), stack.start_worker()
     await stack.eventually(stack.all_done, "all rows done", seconds=90)
     # every Message-ID arrived exactly once, and nothing else arrived
     counts = stack.smtp.recorder.counts()
@@ -355,6 +364,15 @@ async def test_two_workers_send_1000_messages_each_exactly_once(stack: Stack) ->
     assert first.sent() > 0
     assert second.sent() > 0
     assert first.sent() + second.sent() == MESSAGES
+    # the first worker's own figures, on its metrics port
+    figures = await asyncio.to_thread(scrape, f"http://127.0.0.1:{port}/metrics")
+    sent = sum(
+        sample.value
+        for family in text_string_to_metric_families(figures)
+        for sample in family.samples
+        if sample.name == "scheduler_messages_total" and sample.labels["outcome"] == "sent"
+    )
+    assert sent == first.sent()
     await asyncio.sleep(DISPATCH_EVERY + 0.5)  # another round of both: nothing more goes out
     assert sum(stack.smtp.recorder.counts().values()) == MESSAGES
     assert first.running()
