@@ -13,7 +13,8 @@ from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 
-from scheduler.booking.apikeys import Principal, hash_secret, principal_for
+from scheduler.booking.apikeys import Principal, principal_for
+from scheduler.booking.codes import stored_digest
 from scheduler.booking.core import Core
 from scheduler.booking.errors import NotFound
 from scheduler.booking.models import Role
@@ -37,7 +38,7 @@ async def current_principal(connection: ASGIConnection[Any, Any, Any, Any]) -> P
     secret = bearer(connection)
     principal: Principal | None = None
     if secret is not None and secret.startswith("sk_"):
-        digest = hash_secret(secret)
+        digest = stored_digest(secret)
         now = time.monotonic()
         cached = _cache.get(digest)
         if cached is not None and cached[0] > now:

@@ -7,7 +7,6 @@ calendars it may see.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from scheduler.booking import models as m
+from scheduler.booking.codes import stored_digest
 from scheduler.booking.errors import FieldError, NotFound, ValidationFailed
 
 
@@ -34,10 +34,6 @@ class Principal:
             or calendar_id in self.calendar_ids
             or (self.role is m.Role.AGENT)
         )
-
-
-def hash_secret(secret: str) -> str:
-    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def role_of_key(secret: str) -> m.Role | None:
@@ -78,7 +74,7 @@ async def create_key(
         id=secrets.token_hex(6),
         name=name,
         role=parsed.value,
-        key_hash=hash_secret(secret),
+        key_hash=stored_digest(secret),
         calendar_ids=sorted(set(calendar_ids)),
         created_at=now,
     )
@@ -104,7 +100,7 @@ async def principal_for(session: AsyncSession, secret: str) -> Principal | None:
     """The principal of a presented key, or None for an unknown or revoked one."""
     if role_of_key(secret) is None or len(secret) > 200:
         return None
-    row = await session.scalar(select(m.ApiKey).where(m.ApiKey.key_hash == hash_secret(secret)))
+    row = await session.scalar(select(m.ApiKey).where(m.ApiKey.key_hash == stored_digest(secret)))
     if row is None or row.revoked_at is not None:
         return None
     return Principal(row.id, m.Role(row.role), row.name, frozenset(row.calendar_ids))

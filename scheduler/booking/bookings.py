@@ -763,7 +763,7 @@ class BookingService:
             consent=request.consent,
             token_version=1,
             sequence=0,
-            hold_key=hold.token[:64],
+            hold_key=codes.stored_digest(hold.token),
             pending_until=pending_until,
             erased_at=None,
         )

@@ -9,6 +9,8 @@
   entry's token never equals a booking's manage token). Never stored either.
 * Person keys: keyed hashes of normalized e-mail, phone (E.164) and name + birth date, so the
   per-person limit can be enforced without storing identifiers twice.
+* Stored digests: SHA-256 of a random secret (API keys, feed tokens, a booking's spent hold
+  token), so the database only ever holds what cannot be turned back into the secret.
 """
 
 from __future__ import annotations
@@ -24,6 +26,12 @@ from datetime import date
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _DECODE = str.maketrans({"I": "1", "L": "1", "O": "0", "-": None, " ": None})
 _REFERENCE = re.compile(r"^[0-9A-HJKMNP-TV-Z]{8}$")
+
+
+def stored_digest(secret: str) -> str:
+    """The hex SHA-256 a random secret (≥ 128 bits) is stored and looked up by."""
+    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
+
 
 PHONETIC_DE = {
     "A": "Anton", "B": "Berta", "C": "Cäsar", "D": "Dora", "E": "Emil", "F": "Friedrich",

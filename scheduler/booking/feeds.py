@@ -17,11 +17,8 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from scheduler.booking import models as m
+from scheduler.booking.codes import stored_digest
 from scheduler.booking.errors import FieldError, NotFound, ValidationFailed
-
-
-def _hash(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 async def create_token(
@@ -36,7 +33,7 @@ async def create_token(
         id=secrets.token_hex(6),
         calendar_id=calendar_id,
         name=name.strip(),
-        token_hash=_hash(token),
+        token_hash=stored_digest(token),
         created_at=now,
     )
     session.add(row)
@@ -61,7 +58,9 @@ async def check_token(session: AsyncSession, calendar_id: str, token: str | None
     """NotFound unless ``token`` is a live token of ``calendar_id``."""
     if not token or len(token) > 100:
         raise NotFound("calendar", calendar_id)
-    row = await session.scalar(select(m.FeedToken).where(m.FeedToken.token_hash == _hash(token)))
+    row = await session.scalar(
+        select(m.FeedToken).where(m.FeedToken.token_hash == stored_digest(token))
+    )
     if (
         row is None
         or row.revoked_at is not None

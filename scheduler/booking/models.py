@@ -293,6 +293,7 @@ class Booking(Base):
     sequence: Mapped[int] = mapped_column(Integer, default=0)
     pending_until: Mapped[datetime | None]
     erased_at: Mapped[datetime | None]
+    # SHA-256 of the hold token the booking was confirmed with: a hold confirms once
     hold_key: Mapped[str | None] = mapped_column(String(64), unique=True)
 
     appointments: Mapped[list[Appointment]] = relationship(
