@@ -12,10 +12,12 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from litestar import Litestar, Router
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.spec import Components
 
 from scheduler import __version__
 from scheduler.api.admin import NotificationsController
 from scheduler.api.agent import AgentController, AuditController
+from scheduler.api.auth import SECURITY_SCHEMES
 from scheduler.api.bookings import BookingsController, HoldsController
 from scheduler.api.calendars import (
     CalendarFilesController,
@@ -163,6 +165,7 @@ def create_app(
             version=__version__,
             description="Appointment and slot booking for a municipality's digital town hall.",
             path="/schema",
+            components=Components(security_schemes=SECURITY_SCHEMES),
             render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(), JsonRenderPlugin()],
         ),
         debug=False,

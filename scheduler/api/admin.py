@@ -9,7 +9,7 @@ import msgspec
 from litestar import Controller, Request, get, post
 from litestar.params import PathParameter, QueryParameter
 
-from scheduler.api.auth import require
+from scheduler.api.auth import KEY_REQUIRED, require
 from scheduler.api.params import screened
 from scheduler.api.problems import problem_responses
 from scheduler.booking import models as m
@@ -42,6 +42,7 @@ class NotificationsController(Controller):
     before_request = screened
     tags = ["admin"]
     guards = [require(m.Role.ADMIN)]
+    security = KEY_REQUIRED
 
     @get(
         "/",

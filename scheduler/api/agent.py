@@ -9,7 +9,7 @@ import msgspec
 from litestar import Controller, Request, Response, get
 from litestar.params import QueryParameter
 
-from scheduler.api.auth import current_principal, require
+from scheduler.api.auth import KEY_REQUIRED, current_principal, require
 from scheduler.api.bookings import BookingOut, _actor, _core, _local, booking_out
 from scheduler.api.params import (
     DATE_QUERY,
@@ -57,6 +57,7 @@ class AgentController(Controller):
     before_request = screened
     tags = ["hotline"]
     guards = [require(m.Role.AGENT)]
+    security = KEY_REQUIRED
 
     @get(
         "/next-slots",
@@ -163,6 +164,7 @@ class AuditController(Controller):
     before_request = screened
     tags = ["admin"]
     guards = [require()]
+    security = KEY_REQUIRED
 
     @get(
         "/",

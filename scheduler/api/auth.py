@@ -12,6 +12,7 @@ from typing import Any
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
+from litestar.openapi.spec import SecurityScheme
 
 from scheduler.booking.apikeys import Principal, principal_for
 from scheduler.booking.codes import stored_digest
@@ -20,6 +21,25 @@ from scheduler.booking.errors import NotFound
 from scheduler.booking.models import Role
 
 CACHE_SECONDS = 5.0
+# The OpenAPI document's name for an API key, and what a guarded route declares it needs.
+# (A booking's or waiting-list entry's own token is no scheme there: without it such a route
+# answers the same 404 as for a booking that does not exist, by design; its description says so.)
+API_KEY = "apiKey"
+SECURITY_SCHEMES = {
+    API_KEY: SecurityScheme(
+        type="http",
+        scheme="bearer",
+        bearer_format="sk_<role>_<secret>",
+        description=(
+            "An API key of an agent (hotline), staff member or administrator, made with "
+            "`scheduler keys create` or `POST /api/v1/keys`. Without it a guarded route is 401; "
+            "with a key of another role 403."
+        ),
+    )
+}
+KEY_REQUIRED: list[dict[str, list[str]]] = [{API_KEY: []}]
+# a citizen's route where a key changes the answer (an agent's is the phone channel)
+KEY_OPTIONAL: list[dict[str, list[str]]] = [{}, {API_KEY: []}]
 _cache: dict[str, tuple[float, Principal | None]] = {}
 
 

@@ -16,7 +16,7 @@ from litestar.exceptions import NotAuthorizedException
 from litestar.openapi.spec import Link
 from litestar.params import PathParameter
 
-from scheduler.api.auth import bearer, current_principal
+from scheduler.api.auth import KEY_OPTIONAL, bearer, current_principal
 from scheduler.api.params import EMAIL_OR_EMPTY, MOMENT_FORMAT, parse_moment, screened
 from scheduler.api.problems import problem_responses
 from scheduler.api.schemas import CLOSED, VISIBLE_TEXT, operation_extras, strict_body
@@ -414,6 +414,7 @@ async def _booking_by_token(
 
 class HoldsController(Controller):
     path = "/holds"
+    security = KEY_OPTIONAL
     before_request = screened
     tags = ["booking"]
 
@@ -497,6 +498,7 @@ class HoldsController(Controller):
 
 class BookingsController(Controller):
     path = "/bookings"
+    security = KEY_OPTIONAL
     before_request = screened
     tags = ["booking"]
 

@@ -21,7 +21,7 @@ from litestar.enums import HttpMethod
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import PathParameter, QueryParameter
 
-from scheduler.api.auth import own_calendar, require
+from scheduler.api.auth import KEY_OPTIONAL, KEY_REQUIRED, own_calendar, require
 from scheduler.api.bookings import authorized_booking, client_address, limiter
 from scheduler.api.params import screened
 from scheduler.api.problems import problem_responses
@@ -158,6 +158,7 @@ class CalendarFilesController(Controller):
     @get(
         "/bookings/{reference:str}/calendar.ics",
         operation_id="bookingCalendar",
+        security=KEY_OPTIONAL,
         summary="A booking as iCalendar (manage token as Bearer or ?token=)",
         media_type=ICS,
         responses=problem_responses(401, 404, 422, 429),
@@ -292,6 +293,7 @@ class FeedsController(Controller):
     before_request = screened
     tags = ["admin"]
     guards = [require(m.Role.ADMIN)]
+    security = KEY_REQUIRED
 
     @route("/", http_method=[HttpMethod.OPTIONS], include_in_schema=False, sync_to_thread=False)
     def allow(self) -> Response[None]:
@@ -354,6 +356,7 @@ class ClosuresController(Controller):
     before_request = screened
     tags = ["staff"]
     guards = [require(m.Role.STAFF)]
+    security = KEY_REQUIRED
 
     @post(
         "/import",

@@ -12,7 +12,7 @@ from litestar import Controller, Request, Response, get
 from litestar.openapi.spec import Link
 from litestar.params import PathParameter, QueryParameter
 
-from scheduler.api.auth import current_principal
+from scheduler.api.auth import KEY_OPTIONAL, current_principal
 from scheduler.api.params import DATE_QUERY, parse_date, screened
 from scheduler.api.problems import problem_responses
 from scheduler.api.schemas import (
@@ -150,6 +150,7 @@ class CatalogController(Controller):
     @get(
         "/services/{service_id:str}/slots",
         operation_id="listSlots",
+        security=KEY_OPTIONAL,
         summary="Free slots of a service",
         description=(
             "Bookable starts between two local dates (inclusive, at most 92 days apart) with "

@@ -8,7 +8,7 @@ import msgspec
 from litestar import Controller, Request, Response, post
 from litestar.params import PathParameter
 
-from scheduler.api.auth import current_principal, own_calendar, require
+from scheduler.api.auth import KEY_REQUIRED, current_principal, own_calendar, require
 from scheduler.api.bookings import _actor, _core, _local
 from scheduler.api.params import MOMENT_FORMAT, parse_moment, screened
 from scheduler.api.problems import problem_responses
@@ -46,6 +46,7 @@ class CloseCalendarController(Controller):
     before_request = screened
     tags = ["staff"]
     guards = [require(m.Role.STAFF)]
+    security = KEY_REQUIRED
 
     @post(
         "/",

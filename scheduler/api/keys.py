@@ -8,7 +8,7 @@ from litestar import Controller, Request, Response, delete, get, post, route
 from litestar.enums import HttpMethod
 from litestar.params import PathParameter
 
-from scheduler.api.auth import forget_cached_keys, require
+from scheduler.api.auth import KEY_REQUIRED, forget_cached_keys, require
 from scheduler.api.params import screened
 from scheduler.api.problems import problem_responses
 from scheduler.api.schemas import (
@@ -34,6 +34,7 @@ class KeysController(Controller):
     before_request = screened
     tags = ["admin"]
     guards = [require(m.Role.ADMIN)]
+    security = KEY_REQUIRED
 
     @route("/", http_method=[HttpMethod.OPTIONS], include_in_schema=False, sync_to_thread=False)
     def allow(self) -> Response[None]:

@@ -18,7 +18,7 @@ import msgspec
 from litestar import Controller, Request, Response, get, patch, post
 from litestar.params import PathParameter, QueryParameter
 
-from scheduler.api.auth import current_principal, own_calendar, require
+from scheduler.api.auth import KEY_REQUIRED, current_principal, own_calendar, require
 from scheduler.api.bookings import (
     BookingOut,
     _actor,
@@ -229,6 +229,7 @@ class AgendaController(Controller):
     before_request = screened
     tags = ["staff"]
     guards = [require(m.Role.STAFF)]
+    security = KEY_REQUIRED
 
     @get(
         "/agenda",
@@ -305,6 +306,7 @@ class AttendanceController(Controller):
     before_request = screened
     tags = ["staff"]
     guards = [require(m.Role.STAFF)]
+    security = KEY_REQUIRED
 
     @post(
         "/check-in",

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from litestar import Controller, Request, get
 from litestar.params import QueryParameter
 
-from scheduler.api.auth import require
+from scheduler.api.auth import KEY_REQUIRED, require
 from scheduler.api.params import DATE_FORMAT, parse_date, screened
 from scheduler.api.problems import problem_responses
 from scheduler.booking import models as m
@@ -20,6 +20,7 @@ class StatsController(Controller):
     before_request = screened
     tags = ["admin"]
     guards = [require(m.Role.ADMIN)]
+    security = KEY_REQUIRED
 
     @get(
         "/",

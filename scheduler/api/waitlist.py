@@ -20,7 +20,7 @@ from litestar.enums import HttpMethod
 from litestar.exceptions import NotAuthorizedException
 from litestar.params import PathParameter, QueryParameter
 
-from scheduler.api.auth import bearer, current_principal, require
+from scheduler.api.auth import KEY_OPTIONAL, KEY_REQUIRED, bearer, current_principal, require
 from scheduler.api.bookings import (
     BookingOut,
     Slug,
@@ -172,6 +172,7 @@ class WaitlistController(Controller):
     @post(
         "/",
         operation_id="joinWaitlist",
+        security=KEY_OPTIONAL,
         summary="Join a campaign's waiting list",
         description=(
             "Anyone (an agent's key makes the entry `phone`, a staff key `counter`). The "
@@ -247,6 +248,7 @@ class WaitlistController(Controller):
             "the place in line of those waiting. Name and contact to phone people back."
         ),
         guards=[require(m.Role.AGENT)],
+        security=KEY_REQUIRED,
         tags=["hotline"],
         responses=problem_responses(401, 403, 404, 422),
     )
@@ -281,6 +283,7 @@ class WaitlistController(Controller):
     @get(
         "/{entry_id:int}",
         operation_id="getWaitlistEntry",
+        security=KEY_OPTIONAL,
         summary="One's place on the waiting list",
         description=(
             "The entry's token (from the answer to joining) as Bearer, or an agent/admin key. "
@@ -300,6 +303,7 @@ class WaitlistController(Controller):
     @post(
         "/{entry_id:int}/leave",
         operation_id="leaveWaitlist",
+        security=KEY_OPTIONAL,
         summary="Leave the waiting list",
         description=(
             "The entry's token, or an agent/admin key. The entry ends as `withdrawn` (the "
@@ -325,6 +329,7 @@ class WaitlistController(Controller):
     @post(
         "/offers/{reference:str}/accept",
         operation_id="acceptWaitlistOffer",
+        security=KEY_OPTIONAL,
         summary="Take a waiting-list offer",
         description=(
             "The offered booking's manage token (the link in the offer), or an agent key for a "
