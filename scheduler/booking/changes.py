@@ -31,12 +31,14 @@ log = logging.getLogger("scheduler.changes")
 
 
 class ChangeFeed:
-    def __init__(self, redis: Any) -> None:
+    def __init__(self, redis: Any, read_timeout: float = 5.0) -> None:
         self._redis = redis
+        self._read_timeout = read_timeout  # how long one read waits for a notice
         self._versions: dict[str, int] = {}
         self._generation: dict[str, int] = {}
         self.live = False
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def known(self, location_id: str) -> int | None:
         return self._versions.get(location_id) if self.live else None
@@ -58,25 +60,32 @@ class ChangeFeed:
 
     def start(self) -> None:
         if self._task is None and hasattr(self._redis, "pubsub"):
+            self._stopping = False
             self._task = asyncio.create_task(self._run(), name="change-feed")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, RedisError):
-                await self._task
-            self._task = None
+        """End the subscription. The cancellation is repeated until the task ends: a
+        cancellation that meets the read's own timeout can be swallowed (asyncio.timeout in
+        Python 3.11, under redis-py's read), and
+        the task would then wait on its next read (a process that never stops)."""
+        task, self._task = self._task, None
+        self._stopping = True
+        while task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=0.2)
+        if task is not None and not task.cancelled() and task.exception() is not None:
+            log.warning("change feed ended", extra={"error": type(task.exception()).__name__})
         self.live = False
 
     async def _run(self) -> None:
         nodes = _ClusterNodes(self._redis) if isinstance(self._redis, RedisCluster) else None
-        while True:
+        while not self._stopping:
             pubsub: Any = None
             try:
                 pubsub = (await nodes.next()).pubsub() if nodes else self._redis.pubsub()
                 await pubsub.subscribe(CHANNEL)
-                while True:
-                    message = await pubsub.get_message(timeout=5.0)
+                while not self._stopping:
+                    message = await pubsub.get_message(timeout=self._read_timeout)
                     if message is None:
                         continue
                     if message["type"] == "subscribe":
