@@ -64,10 +64,9 @@ class ChangeFeed:
             self._task = asyncio.create_task(self._run(), name="change-feed")
 
     async def stop(self) -> None:
-        """End the subscription. The cancellation is repeated until the task ends: a
-        cancellation that meets the read's own timeout can be swallowed (asyncio.timeout in
-        Python 3.11, under redis-py's read), and
-        the task would then wait on its next read (a process that never stops)."""
+        """End the subscription. The cancellation is repeated until the task ends: one that
+        meets the read's own timeout can be swallowed (asyncio.timeout in Python 3.11, under
+        redis-py's read), and the task would read on forever (a process that never stops)."""
         task, self._task = self._task, None
         self._stopping = True
         while task is not None and not task.done():
