@@ -21,8 +21,14 @@ from litestar.response import Template
 from scheduler.api.bookings import client_address, limiter
 from scheduler.api.params import parse_moment
 from scheduler.api.problems import STATUS
-from scheduler.booking import campaigns, codes
-from scheduler.booking.bookings import Actor, BookingRequest, BookingService, Person
+from scheduler.booking import campaigns
+from scheduler.booking.bookings import (
+    Actor,
+    BookingRequest,
+    BookingService,
+    Person,
+    attendee_keys,
+)
 from scheduler.booking.catalog import ServiceInfo
 from scheduler.booking.core import Core
 from scheduler.booking.errors import (
@@ -265,10 +271,7 @@ class CitizenPages(Controller):
                     hold_id, booking_request, actor_of(request), None, lambda _v: b""
                 )
             else:  # a campaign's series, booked in one step: the person counts as in the API
-                persons = codes.person_keys(
-                    core.secret_key, email=citizen.email, phone=citizen.phone,
-                    name=citizen.name, birth_date=citizen.birth_date,
-                )  # fmt: skip
+                persons = attendee_keys(core.secret_key, citizen)
                 await limiter(request).check_hold(client_address(request), persons)
                 view, _ = await bookings.book(
                     [service.id], start, 1, booking_request, actor_of(request), None,
